@@ -1,0 +1,724 @@
+//! Validation and compilation: `File*` structs → [`Table`], collecting every problem.
+//!
+//! Each problem is recorded with the file it came from and the YAML path of the offending node;
+//! lines are looked up only at the end, and only if there are problems (see [`super::locate`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::{HeaderValue, Method, StatusCode};
+
+use super::error::{ConfigError, ConfigErrors, Problem};
+use super::file::{
+    FileConfig, FileFallback, FileForward, FileGone, FileInclude, FileProfile, FileRedirect,
+    FileRule, FileTenant,
+};
+use super::locate::{line_of, YamlPath};
+use super::Source;
+use crate::route::gone_page;
+use crate::table::host::{index_key, HostIndex};
+use crate::table::pattern::{is_name, Matcher, Pattern};
+use crate::table::template::Template;
+use crate::table::{Action, Forward, Profile, Redirect, Rule, RuleSet, Signals, Table, Tenant};
+use crate::tls::CertStore;
+use crate::upstream::{self, Upstream, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+
+const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
+const DEFAULT_GONE_MESSAGE: &str = "This address is no longer in use.";
+
+type Vars<'a> = dyn Fn(&str) -> Option<&'a str> + 'a;
+
+/// Collects problems as (source index, YAML path, problem).
+struct Builder<'a> {
+    sources: &'a [Source],
+    problems: Vec<(usize, YamlPath, Problem)>,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+/// A profile as written, with where it was written.
+struct ProfileSource<'a> {
+    src: usize,
+    path: YamlPath,
+    file: &'a FileProfile,
+    compiled: Option<Arc<Profile>>,
+}
+
+pub fn build(
+    main: &FileConfig,
+    includes: &[(usize, FileInclude)],
+    base: &Path,
+    sources: &[Source],
+    previous: Option<&Table>,
+) -> Result<(Table, Option<CertStore>), ConfigErrors> {
+    let mut b = Builder {
+        sources,
+        problems: Vec::new(),
+        upstreams: BTreeMap::new(),
+    };
+    let root = YamlPath::root();
+
+    if main.listen.http.is_none() && main.listen.https.is_none() {
+        b.problem(0, root.key("listen"), Problem::NoListener);
+    }
+    if main.listen.https.is_some() && main.tls.is_none() {
+        b.problem(0, root.key("listen").key("https"), Problem::HttpsWithoutTls);
+    }
+    let certs = main
+        .tls
+        .as_ref()
+        .and_then(|tls| match CertStore::load(&base.join(&tls.certs)) {
+            Ok(store) => Some(store),
+            Err(errors) => {
+                for e in errors {
+                    b.problem(0, root.key("tls").key("certs"), Problem::Tls(e));
+                }
+                None
+            }
+        });
+    for name in main.vars.keys().filter(|n| !is_name(n)) {
+        b.problem(
+            0,
+            root.key("vars").key(name),
+            Problem::VarName(name.clone()),
+        );
+    }
+    for (name, up) in &main.upstreams {
+        b.upstream(name, up, base, previous);
+    }
+
+    // Profiles from the main file and every included file; names are global.
+    let mut profiles: HashMap<&str, ProfileSource<'_>> = HashMap::new();
+    let all_profiles =
+        std::iter::once((0, &main.profiles)).chain(includes.iter().map(|(s, f)| (*s, &f.profiles)));
+    for (src, map) in all_profiles {
+        for (name, file) in map {
+            let path = root.key("profiles").key(name);
+            if let Some(first) = profiles.get(name.as_str()) {
+                let other = sources[first.src].path.display().to_string();
+                b.problem(
+                    src,
+                    path,
+                    Problem::DuplicateProfile {
+                        name: name.clone(),
+                        other,
+                    },
+                );
+                continue;
+            }
+            profiles.insert(
+                name,
+                ProfileSource {
+                    src,
+                    path,
+                    file,
+                    compiled: None,
+                },
+            );
+        }
+    }
+    let global = |name: &str| main.vars.get(name).map(String::as_str);
+    for (name, p) in profiles.iter_mut() {
+        p.compiled = b
+            .profile(name, p.src, &p.path, p.file, &global)
+            .map(Arc::new);
+    }
+
+    let mut hosts = HostIndex::default();
+    let mut tenants: Vec<Option<Tenant>> = Vec::new();
+    let mut host_owner: Vec<&str> = Vec::new();
+    let mut ids = HashSet::new();
+    let all_tenants =
+        std::iter::once((0, &main.tenants)).chain(includes.iter().map(|(s, f)| (*s, &f.tenants)));
+    for (src, list) in all_tenants {
+        for (i, t) in list.iter().enumerate() {
+            let path = root.key("tenants").index(i);
+            if !is_name(&t.id) {
+                b.problem(src, path.key("id"), Problem::TenantId { id: t.id.clone() });
+            }
+            if !ids.insert(t.id.as_str()) {
+                b.problem(
+                    src,
+                    path.key("id"),
+                    Problem::DuplicateTenant { id: t.id.clone() },
+                );
+                continue;
+            }
+            let index = tenants.len() as u32;
+            let mut ok = true;
+            for (h, host) in t.hosts.iter().enumerate() {
+                let Some(key) = index_key(host) else {
+                    b.problem(
+                        src,
+                        path.key("hosts").index(h),
+                        Problem::BadHost {
+                            tenant: t.id.clone(),
+                            host: host.clone(),
+                        },
+                    );
+                    ok = false;
+                    continue;
+                };
+                if let Some(first) = hosts.insert(key, index) {
+                    let first = host_owner[first as usize].to_owned();
+                    let problem = Problem::DuplicateHost {
+                        host: host.clone(),
+                        first,
+                        second: t.id.clone(),
+                    };
+                    b.problem(src, path.key("hosts").index(h), problem);
+                    ok = false;
+                }
+            }
+            // A failed tenant still takes its index, so that `hosts` and `host_owner` agree;
+            // the table is discarded anyway when anything failed.
+            let tenant = b.tenant(t, src, &path, &profiles, &main.vars);
+            tenants.push(tenant.filter(|_| ok));
+            host_owner.push(&t.id);
+        }
+    }
+
+    if !b.problems.is_empty() {
+        return Err(b.into_errors());
+    }
+    let table = Table {
+        hosts,
+        tenants: tenants.into_iter().flatten().collect(),
+        upstreams: b.upstreams.into_values().collect(),
+    };
+    Ok((table, certs))
+}
+
+impl Builder<'_> {
+    fn problem(&mut self, src: usize, path: YamlPath, problem: Problem) {
+        self.problems.push((src, path, problem));
+    }
+
+    fn into_errors(self) -> ConfigErrors {
+        let sources = self.sources;
+        ConfigErrors(
+            self.problems
+                .into_iter()
+                .map(|(src, path, problem)| ConfigError {
+                    file: sources[src].path.clone(),
+                    line: line_of(&sources[src].text, &path),
+                    problem,
+                })
+                .collect(),
+        )
+    }
+
+    fn upstream(
+        &mut self,
+        name: &str,
+        up: &super::file::FileUpstream,
+        base: &Path,
+        previous: Option<&Table>,
+    ) {
+        let path = YamlPath::root().key("upstreams").key(name);
+        let origin = match upstream::parse_origin(&up.url) {
+            Ok(o) => o,
+            Err(error) => {
+                self.problem(
+                    0,
+                    path.key("url"),
+                    Problem::Upstream {
+                        name: name.to_owned(),
+                        error,
+                    },
+                );
+                return;
+            }
+        };
+        let ca = match &up.ca {
+            Some(file) => match upstream::load_ca(&base.join(file)) {
+                Ok(ca) => Some(ca),
+                Err(error) => {
+                    self.problem(
+                        0,
+                        path.key("ca"),
+                        Problem::Upstream {
+                            name: name.to_owned(),
+                            error,
+                        },
+                    );
+                    return;
+                }
+            },
+            None => None,
+        };
+        let default_port = if origin.tls { 443 } else { 80 };
+        let authority = if origin.port == default_port {
+            origin.host.clone()
+        } else {
+            format!("{}:{}", origin.host, origin.port)
+        };
+        let scheme = if origin.tls { "https" } else { "http" };
+        // A reload keeps what the resolver already knows about the same name.
+        let resolved = previous
+            .and_then(|t| {
+                t.upstreams()
+                    .iter()
+                    .find(|u| *u.host == origin.host && u.port == origin.port)
+            })
+            .map(|u| u.resolved.clone())
+            .unwrap_or_else(|| Arc::new(ArcSwapOption::empty()));
+        let upstream = Upstream {
+            name: name.into(),
+            tls: origin.tls,
+            origin: format!("{scheme}://{authority}").into(),
+            authority: authority.into(),
+            host: origin.host.into(),
+            port: origin.port,
+            address: up.address,
+            resolved,
+            ca,
+            connect_timeout: up.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            read_timeout: up.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+        };
+        self.upstreams.insert(name.to_owned(), Arc::new(upstream));
+    }
+
+    fn profile(
+        &mut self,
+        name: &str,
+        src: usize,
+        path: &YamlPath,
+        file: &FileProfile,
+        vars: &Vars<'_>,
+    ) -> Option<Profile> {
+        let before = self.problems.len();
+        let rules = self.rule_set(&file.rules, src, &path.key("rules"), vars);
+        let fallback = file
+            .fallback
+            .as_ref()
+            .and_then(|f| self.fallback(f, src, &path.key("fallback"), vars));
+        (self.problems.len() == before).then(|| Profile {
+            name: name.into(),
+            rules,
+            fallback,
+        })
+    }
+
+    fn fallback(
+        &mut self,
+        f: &FileFallback,
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<Rule> {
+        let kind = f.kind.clone().unwrap_or_else(|| "fallback".to_owned());
+        let action = self.action(
+            "fallback",
+            (&f.redirect, &f.forward, &f.gone),
+            &[],
+            src,
+            path,
+            vars,
+        )?;
+        Some(Rule {
+            name: "fallback".into(),
+            kind: kind.into(),
+            action,
+            redact: Box::new([]),
+        })
+    }
+
+    fn rule_set(
+        &mut self,
+        rules: &[FileRule],
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> RuleSet {
+        let mut matcher = Matcher::default();
+        let mut compiled: Vec<Rule> = Vec::new();
+        let mut names = HashSet::new();
+        for (i, r) in rules.iter().enumerate() {
+            let at = path.index(i);
+            if !names.insert(r.name.as_str()) {
+                self.problem(
+                    src,
+                    at.key("name"),
+                    Problem::DuplicateRule {
+                        rule: r.name.clone(),
+                    },
+                );
+                continue;
+            }
+            let Some((rule, pattern, methods)) = self.rule(r, src, &at, vars) else {
+                continue;
+            };
+            match matcher.insert(&pattern, methods.as_deref(), compiled.len() as u32) {
+                Ok(()) => compiled.push(rule),
+                Err(conflict) => {
+                    let other = compiled[conflict.existing as usize].name.to_string();
+                    self.problem(
+                        src,
+                        at.key("match"),
+                        Problem::Conflict {
+                            rule: r.name.clone(),
+                            other,
+                        },
+                    );
+                }
+            }
+        }
+        RuleSet {
+            matcher,
+            rules: compiled.into(),
+        }
+    }
+
+    fn rule(
+        &mut self,
+        r: &FileRule,
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<(Rule, Pattern, Option<Vec<Method>>)> {
+        let rule_name = || r.name.clone();
+        let pattern = match Pattern::parse(&r.pattern) {
+            Ok(p) => p,
+            Err(error) => {
+                self.problem(
+                    src,
+                    path.key("match"),
+                    Problem::Pattern {
+                        rule: rule_name(),
+                        error,
+                    },
+                );
+                return None;
+            }
+        };
+        let captures: Vec<&str> = pattern.capture_names().collect();
+        let mut ok = true;
+        let methods = r.methods.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(
+                    |(i, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.problem(
+                                src,
+                                path.key("methods").index(i),
+                                Problem::Method {
+                                    rule: rule_name(),
+                                    method: m.clone(),
+                                },
+                            );
+                            ok = false;
+                            None
+                        }
+                    },
+                )
+                .collect::<Vec<_>>()
+        });
+        for (i, name) in r.redact.iter().enumerate() {
+            if !captures.contains(&name.as_str()) {
+                self.problem(
+                    src,
+                    path.key("redact").index(i),
+                    Problem::Redact {
+                        rule: rule_name(),
+                        name: name.clone(),
+                    },
+                );
+                ok = false;
+            }
+        }
+        let action = self.action(
+            &r.name,
+            (&r.redirect, &r.forward, &r.gone),
+            &captures,
+            src,
+            path,
+            vars,
+        );
+        let rule = Rule {
+            name: r.name.as_str().into(),
+            kind: r.kind.as_deref().unwrap_or(&r.name).into(),
+            action: action?,
+            redact: r.redact.iter().map(|n| n.as_str().into()).collect(),
+        };
+        ok.then_some((rule, pattern, methods))
+    }
+
+    fn action(
+        &mut self,
+        rule: &str,
+        (redirect, forward, gone): (
+            &Option<FileRedirect>,
+            &Option<FileForward>,
+            &Option<FileGone>,
+        ),
+        captures: &[&str],
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<Action> {
+        let fail = |b: &mut Self, reason| {
+            b.problem(
+                src,
+                path.clone(),
+                Problem::Action {
+                    rule: rule.to_owned(),
+                    reason,
+                },
+            );
+            None
+        };
+        match (redirect, forward, gone) {
+            (None, None, None) => fail(self, "needs `redirect`, `forward` or `gone`"),
+            (None, None, Some(g)) => {
+                let message = g.message.as_deref().unwrap_or(DEFAULT_GONE_MESSAGE);
+                let text = Template::compile(message, &[], vars).and_then(|t| t.as_literal());
+                match text {
+                    Ok(text) => Some(Action::Gone(gone_page(&text))),
+                    Err(error) => {
+                        self.problem(
+                            src,
+                            path.key("gone").key("message"),
+                            Problem::Template {
+                                rule: rule.to_owned(),
+                                error,
+                            },
+                        );
+                        None
+                    }
+                }
+            }
+            (_, _, Some(_)) => fail(
+                self,
+                "`gone` cannot be combined with `redirect` or `forward`",
+            ),
+            (r, f, None) => {
+                let r = r.as_ref().and_then(|r| {
+                    self.redirect(rule, r, captures, src, &path.key("redirect"), vars)
+                });
+                let f = f
+                    .as_ref()
+                    .and_then(|f| self.forward(rule, f, captures, src, &path.key("forward"), vars));
+                match (redirect.is_some(), forward.is_some(), r, f) {
+                    (true, true, Some(r), Some(f)) => Some(Action::Adaptive(r, f)),
+                    (true, false, Some(r), _) => Some(Action::Redirect(r)),
+                    (false, true, _, Some(f)) => Some(Action::Forward(f)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn redirect(
+        &mut self,
+        rule: &str,
+        r: &FileRedirect,
+        captures: &[&str],
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<Redirect> {
+        let status = r.status.unwrap_or(307);
+        let status = match StatusCode::from_u16(status) {
+            Ok(s) if REDIRECT_STATUSES.contains(&status) => s,
+            _ => {
+                self.problem(
+                    src,
+                    path.key("status"),
+                    Problem::Status {
+                        rule: rule.to_owned(),
+                        status,
+                    },
+                );
+                return None;
+            }
+        };
+        let to = Template::compile(&r.to, captures, vars)
+            .and_then(|t| t.fixed_origin().map(|_| ()).map(|_| t));
+        match to {
+            Ok(to) => Some(Redirect {
+                to,
+                status,
+                keep_query: r.keep_query.unwrap_or(true),
+            }),
+            Err(error) => {
+                self.problem(
+                    src,
+                    path.clone(),
+                    Problem::Template {
+                        rule: rule.to_owned(),
+                        error,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        rule: &str,
+        f: &FileForward,
+        captures: &[&str],
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<Forward> {
+        let Some(upstream) = self.upstreams.get(&f.upstream).cloned() else {
+            let problem = Problem::UnknownUpstream {
+                rule: rule.to_owned(),
+                upstream: f.upstream.clone(),
+            };
+            self.problem(src, path.key("upstream"), problem);
+            return None;
+        };
+        let template = match &f.path {
+            Some(text) => {
+                Template::compile(text, captures, vars).and_then(|t| t.check_path().map(|_| t))
+            }
+            None => Ok(Template::request_path()),
+        };
+        match template {
+            Ok(path) => Some(Forward { upstream, path }),
+            Err(error) => {
+                self.problem(
+                    src,
+                    path.key("path"),
+                    Problem::Template {
+                        rule: rule.to_owned(),
+                        error,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn tenant(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        profiles: &HashMap<&str, ProfileSource<'_>>,
+        global: &BTreeMap<String, String>,
+    ) -> Option<Tenant> {
+        let Some(profile_source) = profiles.get(t.profile.as_str()) else {
+            let problem = Problem::UnknownProfile {
+                tenant: t.id.clone(),
+                profile: t.profile.clone(),
+            };
+            self.problem(src, path.key("profile"), problem);
+            return None;
+        };
+        let before = self.problems.len();
+        for name in t.vars.keys().filter(|n| !is_name(n)) {
+            self.problem(
+                src,
+                path.key("vars").key(name),
+                Problem::VarName(name.clone()),
+            );
+        }
+        let vars = |name: &str| {
+            t.vars
+                .get(name)
+                .or_else(|| global.get(name))
+                .map(String::as_str)
+        };
+        let rules = self.rule_set(&t.rules, src, &path.key("rules"), &vars);
+        // A tenant that overrides vars gets its own copy of the profile, compiled with them.
+        let profile = if t.vars.is_empty() {
+            profile_source.compiled.clone()
+        } else {
+            let p = profile_source;
+            self.profile(&t.profile, p.src, &p.path, p.file, &vars)
+                .map(Arc::new)
+        };
+        let signals = Signals {
+            deprecation: self.date(
+                t,
+                src,
+                path,
+                "deprecation",
+                t.deprecation.as_deref(),
+                |ts| format!("@{}", ts.as_second()),
+            ),
+            sunset: self.date(t, src, path, "sunset", t.sunset.as_deref(), |ts| {
+                jiff::fmt::rfc2822::DateTimePrinter::new()
+                    .timestamp_to_rfc9110_string(&ts)
+                    .unwrap_or_default()
+            }),
+        };
+        let profile = profile?;
+        let needs_number = rules
+            .rules
+            .iter()
+            .chain(profile.rules.rules.iter())
+            .chain(profile.fallback.iter())
+            .any(Rule::uses_customer_number);
+        if needs_number && t.customer_number.is_none() {
+            self.problem(
+                src,
+                path.key("id"),
+                Problem::NoCustomerNumber {
+                    tenant: t.id.clone(),
+                },
+            );
+        }
+        (self.problems.len() == before).then(|| Tenant {
+            id: t.id.as_str().into(),
+            customer_number: t.customer_number.as_deref().unwrap_or("").into(),
+            rules,
+            profile,
+            signals,
+        })
+    }
+
+    fn date(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        field: &'static str,
+        value: Option<&str>,
+        render: impl Fn(jiff::Timestamp) -> String,
+    ) -> Option<HeaderValue> {
+        let value = value?;
+        match parse_instant(value) {
+            Some(ts) => HeaderValue::from_str(&render(ts)).ok(),
+            None => {
+                let problem = Problem::Date {
+                    tenant: t.id.clone(),
+                    field,
+                    value: value.to_owned(),
+                };
+                self.problem(src, path.key(field), problem);
+                None
+            }
+        }
+    }
+}
+
+/// `2025-10-01` (midnight UTC) or an RFC 3339 time with offset.
+fn parse_instant(text: &str) -> Option<jiff::Timestamp> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(ts);
+    }
+    let date: jiff::civil::Date = text.parse().ok()?;
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+impl Rule {
+    fn uses_customer_number(&self) -> bool {
+        match &self.action {
+            Action::Redirect(r) => r.to.uses_customer_number(),
+            Action::Forward(f) => f.path.uses_customer_number(),
+            Action::Adaptive(r, f) => r.to.uses_customer_number() || f.path.uses_customer_number(),
+            Action::Gone(_) => false,
+        }
+    }
+}

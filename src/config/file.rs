@@ -1,0 +1,216 @@
+//! What users write: serde mirrors of the YAML, nothing more.
+//!
+//! Every struct denies unknown fields so a typo is an error with a line number, never a silently
+//! ignored setting. No `#[serde(flatten)]` anywhere: it disables `deny_unknown_fields`.
+//! Values are kept as written (strings for templates, hosts and dates); `build` gives them
+//! meaning and reports what is wrong with them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// The main config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub listen: FileListen,
+    #[serde(default)]
+    pub server: FileServer,
+    pub tls: Option<FileTls>,
+    #[serde(default)]
+    pub admin: FileAdmin,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, FileProfile>,
+    #[serde(default)]
+    pub tenants: Vec<FileTenant>,
+}
+
+/// A file named by `include:`: tenants and profiles only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInclude {
+    #[serde(default)]
+    pub profiles: BTreeMap<String, FileProfile>,
+    #[serde(default)]
+    pub tenants: Vec<FileTenant>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListen {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub threads: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    pub grace_period: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub certs: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub url: String,
+    pub address: Option<SocketAddr>,
+    pub ca: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub read_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProfile {
+    pub fallback: Option<FileFallback>,
+    #[serde(default)]
+    pub rules: Vec<FileRule>,
+}
+
+/// What happens when no rule matches: an action without a pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFallback {
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "redirect")]
+    pub redirect: Option<FileRedirect>,
+    pub forward: Option<FileForward>,
+    #[serde(default, deserialize_with = "gone")]
+    pub gone: Option<FileGone>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    pub name: String,
+    pub kind: Option<String>,
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub redact: Vec<String>,
+    #[serde(default, deserialize_with = "redirect")]
+    pub redirect: Option<FileRedirect>,
+    pub forward: Option<FileForward>,
+    #[serde(default, deserialize_with = "gone")]
+    pub gone: Option<FileGone>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTenant {
+    pub id: String,
+    pub customer_number: Option<String>,
+    pub hosts: Vec<String>,
+    pub profile: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    pub deprecation: Option<String>,
+    pub sunset: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<FileRule>,
+}
+
+/// `redirect: TEMPLATE` or `redirect: { to: TEMPLATE, status: 308, keep_query: false }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedirect {
+    pub to: String,
+    pub status: Option<u16>,
+    pub keep_query: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForward {
+    pub upstream: String,
+    pub path: Option<String>,
+}
+
+/// `gone: true` or `gone: { message: TEXT }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGone {
+    pub message: Option<String>,
+}
+
+/// Accepts a plain string as shorthand for `{ to: STRING }`, and otherwise the full mapping,
+/// keeping its `deny_unknown_fields` errors (an untagged enum would swallow them).
+fn redirect<'de, D: Deserializer<'de>>(de: D) -> Result<Option<FileRedirect>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = FileRedirect;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a URL template, or a mapping with `to`, `status`, `keep_query`")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<FileRedirect, E> {
+            Ok(FileRedirect {
+                to: s.to_owned(),
+                status: None,
+                keep_query: None,
+            })
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileRedirect, A::Error> {
+            FileRedirect::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    de.deserialize_any(V).map(Some)
+}
+
+/// Accepts `true` as shorthand for the default page, and otherwise `{ message: TEXT }`.
+fn gone<'de, D: Deserializer<'de>>(de: D) -> Result<Option<FileGone>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = FileGone;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("`true` or a mapping with `message`")
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<FileGone, E> {
+            match b {
+                true => Ok(FileGone::default()),
+                false => Err(E::custom("`gone: false` means nothing; leave `gone` out")),
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileGone, A::Error> {
+            FileGone::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    de.deserialize_any(V).map(Some)
+}
+
+/// Durations are written `500ms`, `2s`, `1m`.
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text).map(Some).map_err(|e| {
+        de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write e.g. 500ms, 2s, 1m"
+        ))
+    })
+}

@@ -1,0 +1,170 @@
+//! Loading a config: YAML files → [`file`] structs → validated, compiled [`Table`].
+//!
+//! Three types, never one (see STYLE.md): `File*` mirrors what users write, [`build`] checks it
+//! and compiles it, collecting every problem with its file and line, and the result is the
+//! runtime [`Table`], which serde never sees. A config with any problem yields no table at all,
+//! so the caller keeps whatever it was running.
+
+pub mod build;
+pub mod error;
+pub mod file;
+pub mod locate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::table::Table;
+use crate::tls::CertStore;
+use error::{ConfigError, ConfigErrors, Problem};
+use file::{FileConfig, FileInclude, FileListen};
+
+/// How long in-flight requests may finish after SIGTERM when `server.grace_period` is not set.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// A loaded config: process settings, the routing table and the certificates.
+#[derive(Debug)]
+pub struct Config {
+    pub settings: Settings,
+    pub table: Table,
+    pub certs: Option<CertStore>,
+    /// Every file read, main file first.
+    pub files: Vec<PathBuf>,
+}
+
+/// Settings that shape the process rather than the routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: FileListen,
+    pub threads: Option<usize>,
+    pub grace_period: Duration,
+    pub certs_dir: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// One file's text, kept so errors found after parsing can be given a line.
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Loads and compiles the config at `path`. `previous` lends state that should survive a
+/// reload (resolved upstream addresses).
+pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigErrors> {
+    let main_text = read(path)?;
+    let main: FileConfig = parse(path, &main_text).map_err(|e| ConfigErrors(vec![e]))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut sources = vec![Source {
+        path: path.to_owned(),
+        text: main_text,
+    }];
+    let mut includes = Vec::new();
+    let mut errors = Vec::new();
+    for (i, pattern) in main.include.iter().enumerate() {
+        let at = locate::YamlPath::root().key("include").index(i);
+        let line = locate::line_of(&sources[0].text, &at);
+        let fail = |reason: String| ConfigError {
+            file: path.to_owned(),
+            line,
+            problem: Problem::Include {
+                pattern: pattern.clone(),
+                reason,
+            },
+        };
+        match expand(base, pattern) {
+            Ok(files) => {
+                for file in files {
+                    match read(&file).map_err(|e| e.0).and_then(|text| {
+                        let parsed: FileInclude = parse(&file, &text).map_err(|e| vec![e])?;
+                        Ok((text, parsed))
+                    }) {
+                        Ok((text, parsed)) => {
+                            sources.push(Source { path: file, text });
+                            includes.push((sources.len() - 1, parsed));
+                        }
+                        Err(mut e) => errors.append(&mut e),
+                    }
+                }
+            }
+            Err(reason) => errors.push(fail(reason)),
+        }
+    }
+    let built = build::build(&main, &includes, base, &sources, previous);
+    match built {
+        Ok((table, certs)) if errors.is_empty() => Ok(Config {
+            settings: settings(&main, base),
+            table,
+            certs,
+            files: sources.into_iter().map(|s| s.path).collect(),
+        }),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(mut more)) => {
+            errors.append(&mut more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn settings(main: &FileConfig, base: &Path) -> Settings {
+    Settings {
+        listen: main.listen.clone(),
+        threads: main.server.threads,
+        grace_period: main.server.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        certs_dir: main.tls.as_ref().map(|t| base.join(&t.certs)),
+        admin_token_file: main.admin.token_file.as_ref().map(|f| base.join(f)),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: None,
+            problem: Problem::Read(e.to_string()),
+        }])
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        // serde_yaml appends " at line L column C"; the line is already in front.
+        let message = e.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(i) if line.is_some() => message[..i].to_owned(),
+            _ => message,
+        };
+        ConfigError {
+            file: path.to_owned(),
+            line,
+            problem: Problem::Syntax(message),
+        }
+    })
+}
+
+/// Files named by one `include:` entry, relative to the including file, in name order.
+/// A glob may match nothing (a fresh `tenants.d/`); a plain path must exist.
+fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base.join(pattern);
+    let text = full.to_string_lossy();
+    let is_glob = pattern.contains(['*', '?', '[']);
+    if !is_glob {
+        return if full.is_file() {
+            Ok(vec![full])
+        } else {
+            Err(format!("no file {}", full.display()))
+        };
+    }
+    let mut files: Vec<PathBuf> = glob::glob(&text)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,199 @@
+//! `signpost explain` and `signpost test`: what the server would do with a request, as JSON.
+//!
+//! Both build a [`Request`] exactly as the proxy does (an absolute-form target plus headers)
+//! and call [`route`]; only the rendering differs.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde::{Deserialize, Serialize};
+
+use crate::route::{route, Decision, Request, Routed, Scheme};
+use crate::table::Table;
+
+/// One decision, as printed by `explain` and compared by `test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<&'static str>,
+}
+
+impl From<Routed<'_>> for Explanation {
+    fn from(r: Routed<'_>) -> Self {
+        let mut e = Explanation {
+            tenant: r.tenant.map(|t| t.id.to_string()),
+            rule: r.rule.map(|r| r.name.to_string()),
+            kind: r.rule.map(|r| r.kind.to_string()),
+            action: "",
+            status: None,
+            location: None,
+            upstream: None,
+            url: None,
+            branch: r.branch.map(|b| b.taken),
+            why: r.branch.map(|b| b.why),
+        };
+        match r.decision {
+            Decision::Reject { status, why } => {
+                e.action = "reject";
+                e.status = Some(status.as_u16());
+                e.why = Some(why);
+            }
+            Decision::Redirect { status, location } => {
+                e.action = "redirect";
+                e.status = Some(status.as_u16());
+                e.location = Some(location);
+            }
+            Decision::Forward { upstream, path } => {
+                e.action = "forward";
+                e.upstream = Some(upstream.name.to_string());
+                e.url = Some(format!("{}{}", upstream.origin, path));
+            }
+            Decision::Gone { .. } => {
+                e.action = "gone";
+                e.status = Some(410);
+            }
+        }
+        e
+    }
+}
+
+/// Why a request given on the command line (or in a case file) cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("`{0}` is not an absolute http:// or https:// URL")]
+    Url(String),
+    #[error("invalid method `{0}`")]
+    Method(String),
+    #[error("invalid header `{0}`: write `Name: value`")]
+    Header(String),
+}
+
+/// Explains a request given as method, absolute URL and headers.
+pub fn explain(
+    table: &Table,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<Explanation, InputError> {
+    let uri: Uri = url.parse().map_err(|_| InputError::Url(url.to_owned()))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        _ => return Err(InputError::Url(url.to_owned())),
+    };
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| InputError::Method(method.to_owned()))?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let bad = || InputError::Header(format!("{name}: {value}"));
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+        map.append(name, value);
+    }
+    let req = Request {
+        method: &method,
+        scheme,
+        uri: &uri,
+        headers: &map,
+    };
+    Ok(route(table, &req).into())
+}
+
+/// `Name: value` from the command line.
+pub fn parse_header(text: &str) -> Result<(String, String), InputError> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| InputError::Header(text.to_owned()))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+/// A file of expectation cases (the format of `shared/vectors/*.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub url: String,
+    #[serde(default = "get")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Fields that must equal those of the explanation; others are not compared.
+    pub expect: BTreeMap<String, serde_json::Value>,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+/// One case that did not hold: field → (expected, got).
+#[derive(Debug)]
+pub struct Mismatch {
+    pub case: usize,
+    pub request: String,
+    pub fields: Vec<(String, serde_json::Value, serde_json::Value)>,
+    pub got: String,
+}
+
+/// Runs every case; returns the mismatches (empty: all passed).
+pub fn run_cases(table: &Table, file: &CaseFile) -> Vec<Mismatch> {
+    let mut mismatches = Vec::new();
+    for (i, case) in file.cases.iter().enumerate() {
+        let headers: Vec<(String, String)> = case
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let request = format!("{} {}", case.method, case.url);
+        let got = match explain(table, &case.method, &case.url, &headers) {
+            Ok(e) => serde_json::to_value(e).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        let fields: Vec<_> = case
+            .expect
+            .iter()
+            .filter_map(|(field, want)| {
+                let have = got.get(field).cloned().unwrap_or(serde_json::Value::Null);
+                (!same(want, &have)).then(|| (field.clone(), want.clone(), have))
+            })
+            .collect();
+        if !fields.is_empty() {
+            mismatches.push(Mismatch {
+                case: i + 1,
+                request,
+                fields,
+                got: got.to_string(),
+            });
+        }
+    }
+    mismatches
+}
+
+/// YAML numbers may arrive as strings and vice versa (`status: "307"`); compare as text then.
+fn same(want: &serde_json::Value, have: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (want, have) {
+        (String(a), Number(b)) | (Number(b), String(a)) => *a == b.to_string(),
+        _ => want == have,
+    }
+}

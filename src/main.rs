@@ -1,0 +1,164 @@
+//! The `signpost` command line: run | check | explain | test.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use signpost::config;
+use signpost::explain::{self, CaseFile};
+
+#[derive(Parser)]
+#[command(
+    name = "signpost",
+    version,
+    about = "Migration gateway: redirects or forwards legacy per-tenant URLs to new shared domains"
+)]
+struct Cli {
+    /// The config file (YAML).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default when only --config is given).
+    Run,
+    /// Validate the config: exit 0, or exit 1 printing `FILE:LINE: reason` lines.
+    Check,
+    /// Print, as JSON, what the server would do with one request.
+    Explain {
+        /// HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value`; may be repeated.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The absolute URL as the client sent it, e.g. https://acme.flexhosting.se/Timeclock
+        url: String,
+    },
+    /// Run expectation cases (the format of shared/vectors/*.yaml); exit 1 on any mismatch.
+    Test {
+        /// The cases file.
+        cases: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(config_path) = cli.config else {
+        eprintln!("signpost: --config FILE is required (see --help)");
+        return ExitCode::from(2);
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            init_logging();
+            match signpost::server::run(&config_path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check => match config::load(&config_path, None) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} tenants, {} rules, {} files)",
+                    config_path.display(),
+                    c.table.tenants().len(),
+                    c.table.rule_count(),
+                    c.files.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            method,
+            headers,
+            url,
+        } => {
+            let result = (|| -> anyhow::Result<String> {
+                let config = config::load(&config_path, None)?;
+                let headers = headers
+                    .iter()
+                    .map(|h| explain::parse_header(h))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let explanation = explain::explain(&config.table, &method, &url, &headers)?;
+                Ok(serde_json::to_string(&explanation)?)
+            })();
+            match result {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Test { cases } => run_cases(&config_path, &cases),
+    }
+}
+
+fn run_cases(config_path: &std::path::Path, cases_path: &std::path::Path) -> ExitCode {
+    let config = match config::load(config_path, None) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file: CaseFile = match std::fs::read_to_string(cases_path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_yaml::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            println!("{}: {e}", cases_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mismatches = explain::run_cases(&config.table, &file);
+    for m in &mismatches {
+        println!("case {} ({}): mismatch", m.case, m.request);
+        for (field, want, got) in &m.fields {
+            println!("  {field}: expected {want}, got {got}");
+        }
+        println!("  explain: {}", m.got);
+    }
+    let total = file.cases.len();
+    let failed = mismatches.len();
+    println!(
+        "{}: {} passed, {} failed",
+        cases_path.display(),
+        total - failed,
+        failed
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Human-readable logs by default; `SIGNPOST_LOG=json` for one JSON object per line.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SIGNPOST_LOG").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,299 @@
+//! The one code path from a request to a decision, shared by the server and `explain`.
+//!
+//! host → tenant ([`Table::tenant_for`]), path → rule ([`Tenant::find_rule`]), rule → what to do:
+//! a redirect with its `Location`, a forward with its upstream path, a `410` page, or a reject.
+//! Nothing here touches the network or pingora, so `explain` and `signpost test` report exactly
+//! what the server does, and the property tests can drive it directly.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HOST, USER_AGENT};
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::table::host::{normalize, BadHost};
+use crate::table::template::{Context, ControlCharacter};
+use crate::table::{Action, Forward, Redirect, Rule, Table, Tenant};
+use crate::upstream::Upstream;
+
+/// How the request reached Signpost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The parts of a request that routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub scheme: Scheme,
+    /// Origin form (`/path?q`) or absolute form (`https://host/path?q`, and HTTP/2's `:authority`).
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
+/// The decision, with the tenant and rule that led to it.
+#[derive(Debug)]
+pub struct Routed<'t> {
+    pub tenant: Option<&'t Tenant>,
+    pub rule: Option<&'t Rule>,
+    pub decision: Decision<'t>,
+    /// For a rule with both `redirect` and `forward`: which one was taken, and why.
+    pub branch: Option<Branch>,
+}
+
+#[derive(Debug)]
+pub enum Decision<'t> {
+    Reject {
+        status: StatusCode,
+        why: &'static str,
+    },
+    Redirect {
+        status: StatusCode,
+        location: String,
+    },
+    /// `path` is the upstream request target: path and query.
+    Forward {
+        upstream: &'t Arc<Upstream>,
+        path: String,
+    },
+    Gone {
+        page: &'t Bytes,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Branch {
+    pub taken: &'static str,
+    pub why: &'static str,
+}
+
+/// Routes one request.
+pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
+    let reject = |status, why, tenant| Routed {
+        tenant,
+        rule: None,
+        decision: Decision::Reject { status, why },
+        branch: None,
+    };
+    let host = match request_host(req) {
+        Ok(host) => host,
+        Err(why) => return reject(StatusCode::BAD_REQUEST, why, None),
+    };
+    let Some(tenant) = table.tenant_for(host.as_str()) else {
+        return reject(
+            StatusCode::MISDIRECTED_REQUEST,
+            "no tenant has this host",
+            None,
+        );
+    };
+    let path = req.uri.path();
+    let Some((rule, captures)) = tenant.find_rule(path, req.method) else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            "no rule matches and the profile has no fallback",
+            Some(tenant),
+        );
+    };
+    let cx = Context {
+        path,
+        captures: &captures,
+        tenant_id: &tenant.id,
+        customer_number: &tenant.customer_number,
+    };
+    let query = req.uri.query();
+    let (decision, branch) = match &rule.action {
+        Action::Redirect(r) => (redirect(r, &cx, query), None),
+        Action::Forward(f) => (forward(f, &cx, query), None),
+        Action::Gone(page) => (Ok(Decision::Gone { page }), None),
+        Action::Adaptive(r, f) => {
+            let branch = choose_branch(req);
+            let decision = match branch.taken {
+                "redirect" => redirect(r, &cx, query),
+                _ => forward(f, &cx, query),
+            };
+            (decision, Some(branch))
+        }
+    };
+    let decision = decision.unwrap_or(Decision::Reject {
+        status: StatusCode::BAD_REQUEST,
+        why: "a captured value holds a control character",
+    });
+    Routed {
+        tenant: Some(tenant),
+        rule: Some(rule),
+        decision,
+        branch,
+    }
+}
+
+fn redirect<'t>(
+    r: &Redirect,
+    cx: &Context<'_>,
+    query: Option<&str>,
+) -> Result<Decision<'t>, ControlCharacter> {
+    let query = if r.keep_query { query } else { None };
+    let location = r.to.render_with_query(cx, query)?;
+    Ok(Decision::Redirect {
+        status: r.status,
+        location,
+    })
+}
+
+fn forward<'t>(
+    f: &'t Forward,
+    cx: &Context<'_>,
+    query: Option<&str>,
+) -> Result<Decision<'t>, ControlCharacter> {
+    let path = f.path.render_with_query(cx, query)?;
+    Ok(Decision::Forward {
+        upstream: &f.upstream,
+        path,
+    })
+}
+
+/// A redirect to another host only works for clients that follow it faithfully; scripted
+/// clients often do not (no following at all, POST turned into GET, `Authorization` dropped,
+/// no http→https). So only a browser's plain GET/HEAD is redirected; the rest is forwarded.
+pub fn choose_branch(req: &Request<'_>) -> Branch {
+    let forward = |why| Branch {
+        taken: "forward",
+        why,
+    };
+    if req.method != Method::GET && req.method != Method::HEAD {
+        forward("the method is not GET or HEAD")
+    } else if req.headers.contains_key(AUTHORIZATION) {
+        forward("the request carries Authorization")
+    } else if !req
+        .headers
+        .get(USER_AGENT)
+        .is_some_and(|ua| ua.as_bytes().starts_with(b"Mozilla/"))
+    {
+        forward("the User-Agent is not a browser's")
+    } else {
+        Branch {
+            taken: "redirect",
+            why: "a browser's GET or HEAD without Authorization",
+        }
+    }
+}
+
+/// The host a request names: its absolute-form authority or its `Host` header, which must
+/// agree when both are present (a proxy in front must not see one tenant while Signpost
+/// serves another).
+fn request_host(req: &Request<'_>) -> Result<crate::table::host::NormalHost, &'static str> {
+    let bad = |e: BadHost| match e {
+        BadHost::Empty => "the Host header is empty",
+        BadHost::Invalid => "the host is not a valid name",
+    };
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let from_header = hosts
+        .next()
+        .map(|h| normalize(h.as_bytes()).map_err(bad))
+        .transpose()?;
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let from_target = match req.uri.authority() {
+        Some(a) if a.as_str().contains('@') => return Err("the request target carries user info"),
+        Some(a) => Some(normalize(a.as_str().as_bytes()).map_err(bad)?),
+        None => None,
+    };
+    match (from_target, from_header) {
+        (Some(t), Some(h)) if t.as_str() != h.as_str() => {
+            Err("the Host header and the request target name different hosts")
+        }
+        (Some(t), _) => Ok(t),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err("the request names no host"),
+    }
+}
+
+/// The `410` page: what happened, with any URL in the message made a link.
+pub fn gone_page(message: &str) -> Bytes {
+    let mut body = String::from(
+        "<!doctype html>\n<html lang=\"en\">\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width\">\n<title>This address has moved on</title>\n<body style=\"font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;line-height:1.5\">\n<h1>This address has moved on</h1>\n<p>",
+    );
+    for (i, word) in message.split(' ').enumerate() {
+        if i > 0 {
+            body.push(' ');
+        }
+        let trimmed = word.trim_end_matches(['.', ',', ';', ')']);
+        if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
+            let href = escape(trimmed);
+            body.push_str(&format!(
+                "<a href=\"{href}\">{href}</a>{}",
+                escape(&word[trimmed.len()..])
+            ));
+        } else {
+            body.push_str(&escape(word));
+        }
+    }
+    body.push_str("</p>\n</body>\n</html>\n");
+    Bytes::from(body)
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gone_page_links_urls_and_escapes() {
+        let page = gone_page("Moved <now>. See https://web.flexhrm.com.");
+        let page = std::str::from_utf8(&page).unwrap();
+        assert!(page.contains("Moved &lt;now&gt;. See <a href=\"https://web.flexhrm.com\">https://web.flexhrm.com</a>."), "{page}");
+    }
+
+    #[test]
+    fn branch_choice() {
+        let uri: Uri = "/x".parse().unwrap();
+        let taken = |method: Method, auth: bool, ua: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if auth {
+                headers.insert(AUTHORIZATION, "Bearer x".parse().unwrap());
+            }
+            if let Some(ua) = ua {
+                headers.insert(USER_AGENT, ua.parse().unwrap());
+            }
+            let req = Request {
+                method: &method,
+                scheme: Scheme::Https,
+                uri: &uri,
+                headers: &headers,
+            };
+            choose_branch(&req).taken
+        };
+        let chrome = Some("Mozilla/5.0 (X11) Chrome/130");
+        assert_eq!(taken(Method::GET, false, chrome), "redirect");
+        assert_eq!(taken(Method::HEAD, false, chrome), "redirect");
+        assert_eq!(taken(Method::POST, false, chrome), "forward");
+        assert_eq!(taken(Method::GET, true, chrome), "forward");
+        assert_eq!(taken(Method::GET, false, Some("curl/8.0")), "forward");
+        assert_eq!(taken(Method::GET, false, None), "forward");
+    }
+}

@@ -1,0 +1,165 @@
+//! The compiled, immutable routing snapshot: hosts → tenant → rule sets → actions.
+//!
+//! Built once per config load by [`crate::config`], then shared read-only by every worker
+//! behind one `ArcSwap` ([`Tables`]). Nothing here is mutated after the build, so the request
+//! path takes no lock; a reload builds a whole new `Table` and swaps the pointer.
+
+pub mod host;
+pub mod pattern;
+pub mod template;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+
+use crate::upstream::Upstream;
+use host::HostIndex;
+use pattern::{Captures, Matcher};
+use template::Template;
+
+/// The live table, swapped whole on reload; requests keep the snapshot they started with.
+pub type Tables = Arc<ArcSwap<Table>>;
+
+/// One complete routing snapshot.
+#[derive(Debug)]
+pub struct Table {
+    pub(crate) hosts: HostIndex,
+    pub(crate) tenants: Box<[Tenant]>,
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
+}
+
+impl Table {
+    /// The tenant serving a normalised host name.
+    pub fn tenant_for(&self, host: &str) -> Option<&Tenant> {
+        self.hosts.lookup(host).map(|i| &self.tenants[i as usize])
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// Rules across all tenants and distinct profiles, for reports.
+    pub fn rule_count(&self) -> usize {
+        let mut seen: Vec<*const Profile> = Vec::new();
+        let mut count = 0;
+        for tenant in self.tenants.iter() {
+            count += tenant.rules.len();
+            let p = Arc::as_ptr(&tenant.profile);
+            if !seen.contains(&p) {
+                seen.push(p);
+                count +=
+                    tenant.profile.rules.len() + usize::from(tenant.profile.fallback.is_some());
+            }
+        }
+        count
+    }
+}
+
+/// One customer: its names, its own rules and its profile.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: Box<str>,
+    pub customer_number: Box<str>,
+    pub rules: RuleSet,
+    /// Shared between tenants unless this tenant overrides `vars`.
+    pub profile: Arc<Profile>,
+    pub signals: Signals,
+}
+
+impl Tenant {
+    /// Tenant rules first, then the profile's, then the profile's fallback.
+    pub fn find_rule<'t>(&'t self, path: &str, method: &Method) -> Option<(&'t Rule, Captures)> {
+        self.rules
+            .find(path, method)
+            .or_else(|| self.profile.rules.find(path, method))
+            .or_else(|| {
+                self.profile
+                    .fallback
+                    .as_ref()
+                    .map(|r| (r, Captures::default()))
+            })
+    }
+}
+
+/// `Deprecation` and `Sunset` header values, rendered once at load.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub deprecation: Option<HeaderValue>,
+    pub sunset: Option<HeaderValue>,
+}
+
+impl Signals {
+    pub fn is_empty(&self) -> bool {
+        self.deprecation.is_none() && self.sunset.is_none()
+    }
+}
+
+/// A named set of rules with a fallback.
+#[derive(Debug)]
+pub struct Profile {
+    pub name: Box<str>,
+    pub rules: RuleSet,
+    pub fallback: Option<Rule>,
+}
+
+/// Rules compiled into one matcher.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub(crate) matcher: Matcher<u32>,
+    pub(crate) rules: Box<[Rule]>,
+}
+
+impl RuleSet {
+    pub fn find(&self, path: &str, method: &Method) -> Option<(&Rule, Captures)> {
+        let (&i, captures) = self.matcher.find(path, method)?;
+        Some((&self.rules[i as usize], captures))
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// A matched pattern's name, label and action.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: Box<str>,
+    pub kind: Box<str>,
+    pub action: Action,
+    /// Capture names to hide in logs and reports (calendar tokens).
+    pub redact: Box<[Box<str>]>,
+}
+
+/// What a rule does.
+#[derive(Debug)]
+pub enum Action {
+    Redirect(Redirect),
+    Forward(Forward),
+    /// Both: redirect browsers, forward everything that would not follow a redirect faithfully.
+    Adaptive(Redirect, Forward),
+    /// `410` with this HTML page.
+    Gone(Bytes),
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub to: Template,
+    pub status: StatusCode,
+    pub keep_query: bool,
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    pub upstream: Arc<Upstream>,
+    pub path: Template,
+}
