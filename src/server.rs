@@ -32,12 +32,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     tracing::info!(files = ?files, tenants = table.tenants().len(), rules = table.rule_count(), "config loaded");
     let tables: Tables = Arc::new(ArcSwap::from_pointee(table));
 
-    let mut conf = ServerConf::default();
-    conf.threads = settings
+    let threads = settings
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    conf.grace_period_seconds = Some(settings.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(SHUTDOWN_TIMEOUT_SECONDS);
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

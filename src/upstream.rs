@@ -140,30 +140,38 @@ impl Upstream {
     }
 }
 
-/// Re-resolves every upstream without a fixed `address`, every 30 s (every second until the
-/// first answer), forever. Runs on a background runtime, never on the request path.
+/// Re-resolves every upstream without a fixed `address`, every 30 s, forever; while some name
+/// has never resolved, it retries sooner, backing off from 1 s. Runs on a background runtime,
+/// never on the request path.
 pub async fn resolve_forever(tables: Arc<ArcSwap<Table>>) {
+    const REFRESH: Duration = Duration::from_secs(30);
+    let mut retry = Duration::from_secs(1);
     loop {
         let table = tables.load_full();
-        let mut all_known = true;
+        let mut missing = false;
         for upstream in table.upstreams().iter().filter(|u| u.address.is_none()) {
-            match tokio::net::lookup_host(upstream.lookup_name()).await {
-                Ok(mut addrs) => {
-                    if let Some(addr) = addrs.next() {
-                        upstream.resolved.store(Some(Arc::new(addr)));
-                    }
+            let found = tokio::net::lookup_host(upstream.lookup_name())
+                .await
+                .map(|mut a| a.next());
+            match found {
+                Ok(Some(addr)) => upstream.resolved.store(Some(Arc::new(addr))),
+                Ok(None) | Err(_) if upstream.resolved.load().is_some() => {
+                    tracing::warn!(upstream = %upstream.name, host = %upstream.host, "cannot resolve upstream; keeping its last address");
                 }
-                Err(e) => {
-                    if upstream.resolved.load().is_none() {
-                        all_known = false;
-                    }
-                    tracing::warn!(upstream = %upstream.name, host = %upstream.host, error = %e, "cannot resolve upstream");
+                Ok(None) | Err(_) => {
+                    missing = true;
+                    tracing::warn!(upstream = %upstream.name, host = %upstream.host, retry_in = ?retry, "cannot resolve upstream; forwards to it fail with 502");
                 }
             }
         }
         drop(table);
-        let pause = if all_known { 30 } else { 1 };
-        tokio::time::sleep(Duration::from_secs(pause)).await;
+        let pause = if missing { retry } else { REFRESH };
+        retry = if missing {
+            (retry * 2).min(REFRESH)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

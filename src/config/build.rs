@@ -722,3 +722,182 @@ impl Rule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::load;
+
+    /// Writes `files` (name, YAML) into a fresh folder, loads the first, and returns the error
+    /// lines with the folder's path removed.
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let prefix = format!("{}/", dir.path().display());
+        match load(&dir.path().join(files[0].0), None) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| e.to_string().replace(&prefix, ""))
+                    .collect()
+            }
+        }
+    }
+
+    fn one(yaml: &str) -> Vec<String> {
+        errors(&[("main.yaml", yaml)])
+    }
+
+    const HEAD: &str = "\
+listen: { http: 127.0.0.1:8080 }
+vars: { web: web.example }
+upstreams: { api: { url: https://api.example } }
+";
+
+    #[test]
+    fn a_valid_config_loads() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    fallback: {{ redirect: \"https://{{web}}/\" }}\n    rules:\n      - {{ name: a, match: \"/a/{{x}}\", redirect: \"https://{{web}}/{{x}}\" }}\ntenants:\n  - {{ id: t1, hosts: [t1.example], profile: p }}\n"
+        );
+        assert_eq!(one(&yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_line() {
+        let yaml = format!("{HEAD}profiles: {{ p: {{}} }}\ntenants:\n  - id: t1\n    hostz: [t1.example]\n    profile: p\n");
+        let errs = one(&yaml);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("main.yaml:7: tenants[0]: unknown field `hostz`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_host_across_files_names_both_tenants() {
+        let main = format!("{HEAD}include: [tenants.d/*.yaml]\nprofiles: {{ p: {{}} }}\ntenants:\n  - {{ id: t1, hosts: [Shared.Example], profile: p }}\n");
+        let extra = "tenants:\n  - id: t2\n    profile: p\n    hosts:\n      - other.example\n      - shared.example.\n";
+        let errs = errors(&[("main.yaml", &main), ("tenants.d/more.yaml", extra)]);
+        assert_eq!(errs, vec!["tenants.d/more.yaml:6: host `shared.example.` belongs to tenant `t1` and to tenant `t2`"]);
+    }
+
+    #[test]
+    fn undefined_variable() {
+        let yaml = format!("{HEAD}profiles:\n  p:\n    rules:\n      - name: r\n        match: /r\n        redirect: \"https://{{mobile}}/\"\n");
+        assert_eq!(
+            one(&yaml),
+            vec!["main.yaml:9: rule `r`: unknown name `{mobile}`: not a capture of this rule's pattern, a variable, `tenant.id` or `tenant.customer_number`"]
+        );
+    }
+
+    #[test]
+    fn undefined_upstream() {
+        let yaml = format!("{HEAD}profiles:\n  p:\n    rules:\n      - name: r\n        match: /r\n        forward: {{ upstream: nope }}\n");
+        assert_eq!(
+            one(&yaml),
+            vec!["main.yaml:9: rule `r`: unknown upstream `nope`"]
+        );
+    }
+
+    #[test]
+    fn conflicting_patterns() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    rules:\n      - {{ name: first, match: \"/a/{{x}}\", redirect: \"https://{{web}}/\" }}\n      - {{ name: second, match: \"/A/{{y}}/\", methods: [get], redirect: \"https://{{web}}/\" }}\n"
+        );
+        assert_eq!(
+            one(&yaml),
+            vec!["main.yaml:8: rule `second` would match the same requests as rule `first` (same pattern, overlapping methods)"]
+        );
+    }
+
+    #[test]
+    fn capture_cannot_choose_the_redirect_host() {
+        let yaml = format!("{HEAD}profiles:\n  p:\n    rules:\n      - name: r\n        match: \"/go/{{host}}\"\n        redirect: \"https://{{host}}/\"\n");
+        let errs = one(&yaml);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "main.yaml:9: rule `r`: the scheme and host of a redirect must be fixed"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_profile_and_missing_customer_number() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    rules:\n      - {{ name: r, match: /r, redirect: \"https://{{web}}/{{tenant.customer_number}}\" }}\ntenants:\n  - {{ id: t1, hosts: [t1.example], profile: q }}\n  - {{ id: t2, hosts: [t2.example], profile: p }}\n"
+        );
+        assert_eq!(
+            one(&yaml),
+            vec![
+                "main.yaml:9: tenant `t1`: unknown profile `q`",
+                "main.yaml:10: tenant `t2`: a rule uses {tenant.customer_number} but the tenant has no `customer_number`",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    rules:\n      - {{ name: a, match: a, redirect: \"https://{{web}}/\" }}\n      - {{ name: b, match: /b, redirect: {{ to: \"https://{{web}}/\", status: 200 }} }}\n      - {{ name: c, match: /c, gone: true, redirect: \"https://{{web}}/\" }}\n      - {{ name: d, match: /d }}\ntenants:\n  - {{ id: t1, hosts: [\"bad host\"], profile: p, sunset: soon }}\n"
+        );
+        let errs = one(&yaml);
+        assert_eq!(
+            errs,
+            vec![
+                "main.yaml:7: rule `a`: pattern must start with `/`",
+                "main.yaml:8: rule `b`: redirect status 200 is not one of 301, 302, 303, 307, 308",
+                "main.yaml:9: rule `c`: `gone` cannot be combined with `redirect` or `forward`",
+                "main.yaml:10: rule `d`: needs `redirect`, `forward` or `gone`",
+                "main.yaml:12: tenant `t1`: invalid host `bad host`",
+                "main.yaml:12: tenant `t1`: `sunset: soon` is not a date (2025-10-01) or an RFC 3339 time",
+            ]
+        );
+    }
+
+    #[test]
+    fn https_needs_tls_and_a_listener_is_required() {
+        assert_eq!(
+            one("listen: { https: 127.0.0.1:8443 }\n"),
+            vec!["main.yaml:1: `listen.https` needs a `tls:` section with `certs`"]
+        );
+        assert_eq!(
+            one("vars: {}\n"),
+            vec!["main.yaml:1: `listen` needs `http` or `https` (or both)"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_keep_serde_yaml_location() {
+        let errs = one("listen:\n  http: not-an-address\n");
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("main.yaml:2: listen.http: invalid socket address syntax"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn missing_include_is_an_error_but_an_empty_glob_is_not() {
+        let main = format!("{HEAD}include: [missing.yaml, empty.d/*.yaml]\n");
+        let errs = errors(&[("main.yaml", &main)]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("main.yaml:4: include `missing.yaml`: no file"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn bundled_example_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+        let config = load(&example, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.table.tenants().len(), 2);
+    }
+}

@@ -1,0 +1,129 @@
+//! The command line as operators use it: `test` on the shared vectors, `check`, `explain`.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{repo, vectors_path};
+
+fn signpost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn shared_vectors_pass_against_the_example_config() {
+    let vectors = vectors_path();
+    let out = signpost(&[
+        "test",
+        "--config",
+        "config/example.yaml",
+        vectors.to_str().unwrap(),
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains(" passed, 0 failed"), "{shown}");
+}
+
+#[test]
+fn test_command_fails_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "cases:\n  - url: https://acme.flexhosting.se/Timeclock\n    expect: { action: redirect, location: \"https://timeclock.flexhrm.com/default/9999\" }\n",
+    )
+    .unwrap();
+    let out = signpost(&[
+        "test",
+        "--config",
+        "config/example.yaml",
+        cases.to_str().unwrap(),
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("location: expected \"https://timeclock.flexhrm.com/default/9999\", got \"https://timeclock.flexhrm.com/default/1234\""),
+        "{shown}"
+    );
+    assert!(shown.contains("0 passed, 1 failed"), "{shown}");
+}
+
+#[test]
+fn explain_prints_the_spec_json() {
+    let out = signpost(&[
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "https://acme.flexhosting.se/Timeclock/Fabriksklocka",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"tenant":"acme","rule":"timeclock-clock","kind":"timeclock","action":"redirect","status":307,"location":"https://timeclock.flexhrm.com/Fabriksklocka/1234"}"#
+    );
+    let out = signpost(&[
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "https://unknown.example.org/",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tenant"], serde_json::Value::Null);
+    assert_eq!(json["action"], "reject");
+    assert_eq!(json["status"], 421);
+    let out = signpost(&[
+        "explain",
+        "--config",
+        "config/example.yaml",
+        "--header",
+        "User-Agent: Mozilla/5.0 (Macintosh) Safari/605.1.15",
+        "https://acme.flexhosting.se/HRM/Calendar/abc.ics",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["branch"], "redirect", "{json}");
+    assert_eq!(json["why"], "a browser's GET or HEAD without Authorization");
+}
+
+#[test]
+fn check_reports_file_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "listen: { http: 127.0.0.1:8080 }\nprofiles:\n  p:\n    rules:\n      - { name: r, match: /r, redirect: \"https://{nope}/\" }\n").unwrap();
+    let out = signpost(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out);
+    assert!(
+        shown.starts_with(&format!(
+            "{}:5: rule `r`: unknown name `{{nope}}`",
+            config.display()
+        )),
+        "{shown}"
+    );
+    let out = signpost(&["check", "--config", "config/example.yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn run_with_a_broken_config_exits_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "listen: { http: 127.0.0.1:1 }\ntenants:\n  - { id: t, hosts: [a.example], profile: missing }\n").unwrap();
+    let out = signpost(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(":3: tenant `t`: unknown profile `missing`"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,298 @@
+//! Test harness: the real `signpost` binary on free loopback ports, a real HTTPS upstream that
+//! records what it receives, and real clients. No fixed ports, no sleeping for a fixed time.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use serde_yaml::Value;
+
+pub const EXAMPLE_HOSTS: [&str; 4] = [
+    "acme.flexhosting.se",
+    "hrm.exempel.com",
+    "exempel.com",
+    "unknown.example.org",
+];
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared expectation vectors, beside the checkout.
+pub fn vectors_path() -> PathBuf {
+    repo().join("../shared/vectors/flexhrm.yaml")
+}
+
+/// A port nothing listens on right now, chosen by the kernel.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA made for one test run, and the certificates it issues.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "signpost test CA");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = issuer.pem();
+        Self { issuer, pem }
+    }
+
+    /// (certificate PEM, key PEM) for these DNS names.
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// A real HTTPS server standing in for the new domains: records every request and answers
+/// `201` with a fixed body and an `x-upstream: stand-in` header.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+pub const UPSTREAM_BODY: &str = "hello from the new domain";
+
+impl Upstream {
+    pub async fn start(ca: &TestCa, names: &[&str]) -> Self {
+        let (cert, key) = ca.issue(names);
+        let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            record.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                target: parts.uri.to_string(),
+                                headers: parts.headers,
+                                body,
+                            });
+                            let resp = hyper::Response::builder()
+                                .status(201)
+                                .header("x-upstream", "stand-in")
+                                .body(Full::new(Bytes::from_static(UPSTREAM_BODY.as_bytes())))
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// The real gateway binary, started on free ports with a config derived from the example.
+pub struct Gateway {
+    child: Child,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `config/example.yaml` with its listeners on free ports, its certificates from
+    /// the repo, and every upstream pointed at `upstream` (trusting `ca`).
+    pub fn start_example(upstream: Option<(&Upstream, &TestCa)>) -> Self {
+        Self::start_with(|config, dir| {
+            if let Some((up, ca)) = upstream {
+                let ca_path = dir.join("upstream-ca.pem");
+                std::fs::write(&ca_path, &ca.pem).unwrap();
+                let upstreams = config["upstreams"].as_mapping_mut().unwrap();
+                for (_, u) in upstreams.iter_mut() {
+                    u["address"] = Value::from(up.addr.to_string());
+                    u["ca"] = Value::from(ca_path.to_str().unwrap());
+                }
+            }
+        })
+    }
+
+    /// Starts the example config after `patch` has changed it.
+    pub fn start_with(patch: impl FnOnce(&mut Value, &Path)) -> Self {
+        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
+        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        config["listen"]["http"] = Value::from(http.to_string());
+        config["listen"]["https"] = Value::from(https.to_string());
+        config["tls"]["certs"] = Value::from(repo().join("certs").to_str().unwrap());
+        patch(&mut config, dir.path());
+        let path = dir.path().join("signpost.yaml");
+        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut gateway = Self {
+            child,
+            http,
+            https,
+            dir,
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    /// Waits until both listeners accept connections (or the process dies).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for addr in [self.http, self.https] {
+            while TcpStream::connect(addr).is_err() {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("signpost exited before listening: {status}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "signpost did not listen on {addr} within 20 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The gateway's address for a URL's scheme.
+    pub fn addr_for(&self, scheme: &str) -> SocketAddr {
+        if scheme == "https" {
+            self.https
+        } else {
+            self.http
+        }
+    }
+
+    /// A client that trusts the development CA, resolves every example host to this gateway,
+    /// and does not follow redirects.
+    pub fn client(&self, scheme: &str) -> reqwest::Client {
+        let ca = std::fs::read(repo().join("certs/dev-ca/ca.pem")).unwrap();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .tls_info(true)
+            .timeout(Duration::from_secs(20));
+        for host in EXAMPLE_HOSTS {
+            builder = builder.resolve(host, self.addr_for(scheme));
+        }
+        builder.build().unwrap()
+    }
+
+    /// The same URL with the port of this gateway's listener for its scheme.
+    pub fn url(&self, url: &str) -> String {
+        let mut u = reqwest::Url::parse(url).unwrap();
+        let port = self.addr_for(u.scheme()).port();
+        u.set_port(Some(port)).unwrap();
+        u.to_string()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// DNS names of the certificate a response came over.
+pub fn served_names(resp: &reqwest::Response) -> Vec<String> {
+    let info = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("TLS info");
+    let der = info.peer_certificate().expect("peer certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,432 @@
+//! The real gateway over real sockets: every shared vector over HTTP and HTTPS, forwarding to a
+//! real HTTPS upstream, HTTP/2, keep-alive, and the reject paths.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{served_names, vectors_path, Gateway, TestCa, Upstream, UPSTREAM_BODY};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    expect: BTreeMap<String, Value>,
+}
+
+fn load_vectors() -> Vec<Case> {
+    let path = vectors_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str::<Cases>(&text).unwrap().cases
+}
+
+/// Sends every vector to the running gateway with `scheme` and checks what came back (and, for
+/// forwards, what reached the upstream).
+async fn run_vectors(scheme: &str) {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let client = gw.client(scheme);
+    // No development certificate covers the unknown host; its SNI gets the default one.
+    let lenient = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .resolve("unknown.example.org", gw.addr_for(scheme))
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for case in load_vectors() {
+        let mut legacy = reqwest::Url::parse(&case.url).unwrap();
+        legacy.set_scheme(scheme).unwrap();
+        let url = gw.url(legacy.as_str());
+        let method = case.method.clone().unwrap_or_else(|| "GET".into());
+        let client = if legacy.host_str() == Some("unknown.example.org") {
+            &lenient
+        } else {
+            &client
+        };
+        let mut req = client.request(method.parse().unwrap(), &url);
+        for (k, v) in &case.headers {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = resp.text().await.unwrap();
+        let seen = upstream.take();
+        let want = |k: &str| case.expect.get(k);
+        let mut check = |what: &str, ok: bool, detail: String| {
+            if !ok {
+                failures.push(format!("{method} {url}: {what}: {detail}"));
+            }
+        };
+        match want("action").and_then(Value::as_str) {
+            Some("redirect") => {
+                let expected = want("location").and_then(Value::as_str).map(str::to_owned);
+                check(
+                    "location",
+                    location == expected,
+                    format!("expected {expected:?}, got {location:?} (status {status})"),
+                );
+                let want_status = want("status").and_then(Value::as_u64).unwrap_or(307) as u16;
+                check(
+                    "status",
+                    status == want_status,
+                    format!("expected {want_status}, got {status}"),
+                );
+                check("upstream untouched", seen.is_empty(), format!("{seen:?}"));
+            }
+            Some("forward") => {
+                let target =
+                    reqwest::Url::parse(want("url").and_then(Value::as_str).unwrap()).unwrap();
+                let path = match target.query() {
+                    Some(q) => format!("{}?{q}", target.path()),
+                    None => target.path().to_owned(),
+                };
+                check(
+                    "client got upstream's answer",
+                    status == 201 && body == UPSTREAM_BODY,
+                    format!("{status} {body:?}"),
+                );
+                check("one upstream request", seen.len() == 1, format!("{seen:?}"));
+                if let Some(s) = seen.first() {
+                    check(
+                        "upstream path",
+                        s.target == path,
+                        format!("expected {path}, got {}", s.target),
+                    );
+                    let host = s.header("host");
+                    check(
+                        "upstream Host",
+                        host.as_deref() == target.host_str(),
+                        format!("got {host:?}"),
+                    );
+                    check(
+                        "upstream method",
+                        s.method == method,
+                        format!("got {}", s.method),
+                    );
+                }
+            }
+            Some("gone") => {
+                check("status", status == 410, format!("got {status}"));
+                check("gone page", body.contains("<h1>"), body.clone());
+            }
+            Some("reject") => {
+                let want_status = want("status").and_then(Value::as_u64).unwrap() as u16;
+                check(
+                    "status",
+                    status == want_status,
+                    format!("expected {want_status}, got {status}"),
+                );
+                check("no Location", location.is_none(), format!("{location:?}"));
+            }
+            other => panic!("vector without a known action: {other:?}"),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} vector checks failed over {scheme}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn every_vector_over_http() {
+    run_vectors("http").await;
+}
+
+#[tokio::test]
+async fn every_vector_over_https() {
+    run_vectors("https").await;
+}
+
+#[tokio::test]
+async fn sni_chooses_the_certificate_per_host() {
+    let gw = Gateway::start_example(None);
+    let client = gw.client("https");
+    for (host, expect) in [
+        ("acme.flexhosting.se", "*.flexhosting.se"),
+        ("hrm.exempel.com", "hrm.exempel.com"),
+        ("exempel.com", "exempel.com"),
+    ] {
+        let resp = client
+            .get(gw.url(&format!("https://{host}/Timeclock")))
+            .send()
+            .await
+            .unwrap();
+        let names = served_names(&resp);
+        assert!(
+            names.iter().any(|n| n == expect),
+            "{host}: served {names:?}, expected one naming {expect}"
+        );
+        assert_eq!(resp.status(), 307, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn forward_keeps_method_body_and_authorization_and_rewrites_host() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let body = r#"{"employee":"E-17","minutes":480}"#;
+    let resp = gw
+        .client("https")
+        .post(gw.url("https://exempel.com/HRM/API/v1/timetransactions?dryRun=true&x=%2F"))
+        .header("authorization", "Bearer s3cr3t-token")
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "203.0.113.66")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    assert_eq!(status, 201);
+    assert_eq!(headers.get("x-upstream").unwrap(), "stand-in");
+    // exempel has deprecation and sunset dates: forwarded responses carry them.
+    assert_eq!(headers.get("deprecation").unwrap(), "@1759276800");
+    assert_eq!(
+        headers.get("sunset").unwrap(),
+        "Tue, 30 Jun 2026 00:00:00 GMT"
+    );
+    assert_eq!(
+        headers.get("link").unwrap(),
+        "<https://api.flexhrm.com/v1/timetransactions?dryRun=true&x=%2F>; rel=\"successor-version\""
+    );
+    assert_eq!(resp.text().await.unwrap(), UPSTREAM_BODY);
+
+    let seen = upstream.take();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let s = &seen[0];
+    assert_eq!(s.method, "POST");
+    assert_eq!(s.target, "/v1/timetransactions?dryRun=true&x=%2F");
+    assert_eq!(s.header("host").as_deref(), Some("api.flexhrm.com"));
+    assert_eq!(
+        s.header("authorization").as_deref(),
+        Some("Bearer s3cr3t-token")
+    );
+    assert_eq!(
+        s.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(String::from_utf8_lossy(&s.body), body);
+    // A client's own X-Forwarded-For is replaced, not trusted.
+    assert_eq!(s.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        s.header("x-forwarded-host").as_deref(),
+        Some(format!("exempel.com:{}", gw.https.port()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn adaptive_rule_forwards_calendar_clients_and_redirects_browsers() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let client = gw.client("http");
+    let url = gw.url("http://acme.flexhosting.se/HRM/Calendar/3f9a1c2e.ics?v=2");
+    let resp = client
+        .get(&url)
+        .header(
+            "user-agent",
+            "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let seen = upstream.take();
+    assert_eq!(seen[0].target, "/calendar/1234/3f9a1c2e.ics?v=2");
+    assert_eq!(seen[0].header("host").as_deref(), Some("web.flexhrm.com"));
+    assert_eq!(seen[0].header("x-forwarded-proto").as_deref(), Some("http"));
+
+    let resp = client
+        .get(&url)
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 307);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://web.flexhrm.com/calendar/1234/3f9a1c2e.ics?v=2"
+    );
+    assert!(upstream.take().is_empty());
+}
+
+#[tokio::test]
+async fn redirect_over_http2() {
+    let gw = Gateway::start_example(None);
+    let resp = gw
+        .client("https")
+        .get(gw.url("https://acme.flexhosting.se/Timeclock/Fabriksklocka"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 307);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://timeclock.flexhrm.com/Fabriksklocka/1234"
+    );
+}
+
+#[tokio::test]
+async fn redirect_carries_deprecation_signals() {
+    let gw = Gateway::start_example(None);
+    let resp = gw
+        .client("http")
+        .get(gw.url("http://hrm.exempel.com/Mobile/today"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 307);
+    let h = resp.headers();
+    assert_eq!(h["location"], "https://mobile.flexhrm.com/today");
+    assert_eq!(h["deprecation"], "@1759276800");
+    assert_eq!(h["sunset"], "Tue, 30 Jun 2026 00:00:00 GMT");
+    assert_eq!(
+        h["link"],
+        "<https://mobile.flexhrm.com/today>; rel=\"successor-version\""
+    );
+    // acme has no dates: no signals.
+    let resp = gw
+        .client("http")
+        .get(gw.url("http://acme.flexhosting.se/Mobile/today"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("deprecation").is_none());
+}
+
+/// Reads one response with `Content-Length` from a raw HTTP/1.1 stream; returns its head.
+fn read_response(reader: &mut BufReader<TcpStream>) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed after: {head:?}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    head
+}
+
+#[test]
+fn keep_alive_holds_across_100_redirects_on_one_connection() {
+    let gw = Gateway::start_example(None);
+    let stream = TcpStream::connect(gw.http).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..100 {
+        write!(writer, "GET /Timeclock/Clock{i} HTTP/1.1\r\nHost: acme.flexhosting.se\r\nUser-Agent: terminal/1.0\r\n\r\n").unwrap();
+        let head = read_response(&mut reader);
+        assert!(head.starts_with("HTTP/1.1 307"), "request {i}: {head}");
+        assert!(
+            head.contains(&format!("https://timeclock.flexhrm.com/Clock{i}/1234")),
+            "request {i}: {head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "request {i}: {head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_host_gets_421_without_location() {
+    let gw = Gateway::start_example(None);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("http://{}/Timeclock", gw.http))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 421);
+    assert!(resp.headers().get("location").is_none());
+}
+
+#[test]
+fn missing_host_and_bad_captures_get_400() {
+    let gw = Gateway::start_example(None);
+    for request in [
+        "GET /Timeclock HTTP/1.0\r\n\r\n".to_string(),
+        "GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\nHost: exempel.com\r\n\r\n"
+            .to_string(),
+        "GET http://exempel.com/Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n"
+            .to_string(),
+        "GET /Timeclock HTTP/1.1\r\nHost: a b\r\n\r\n".to_string(),
+    ] {
+        let mut stream = TcpStream::connect(gw.http).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let head = read_response(&mut reader);
+        assert!(
+            head.starts_with("HTTP/1.1 400") || head.starts_with("HTTP/1.0 400"),
+            "{request:?} → {head}"
+        );
+        assert!(!head.to_ascii_lowercase().contains("location:"), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_502() {
+    let closed = common::free_port();
+    let gw = Gateway::start_with(|config, _| {
+        config["upstreams"]["api"]["address"] = Value::from(format!("127.0.0.1:{closed}"));
+    });
+    let resp = gw
+        .client("http")
+        .get(gw.url("http://acme.flexhosting.se/HRM/API/v1/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+}
