@@ -430,3 +430,23 @@ async fn unreachable_upstream_is_a_502() {
         .unwrap();
     assert_eq!(resp.status(), 502);
 }
+
+#[tokio::test]
+async fn upstream_with_an_untrusted_certificate_is_a_502_never_an_insecure_forward() {
+    let trusted = TestCa::new();
+    let stranger = TestCa::new();
+    // The upstream's certificate comes from a CA the gateway was not told about.
+    let upstream = Upstream::start(&stranger, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &trusted)));
+    let resp = gw
+        .client("http")
+        .get(gw.url("http://acme.flexhosting.se/HRM/API/v1/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(
+        upstream.take().is_empty(),
+        "the upstream must not have received the request"
+    );
+}

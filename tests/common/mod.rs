@@ -221,10 +221,12 @@ impl Gateway {
         gateway
     }
 
-    /// Waits until both listeners accept connections (or the process dies).
+    /// Waits until the listeners accept connections (or the process dies). Both belong to one
+    /// pingora service, which binds all its listeners before it serves any, so probing the
+    /// plain one suffices (a bare TCP probe of the TLS port only adds handshake errors to logs).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in [self.http, self.https] {
+        for addr in [self.http] {
             while TcpStream::connect(addr).is_err() {
                 if let Ok(Some(status)) = self.child.try_wait() {
                     panic!("signpost exited before listening: {status}");
