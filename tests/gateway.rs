@@ -283,11 +283,8 @@ async fn adaptive_rule_forwards_calendar_clients_and_redirects_browsers() {
 async fn redirect_over_http2() {
     let gw = Gateway::start_example(None);
     let resp = gw
-        .client("https")
-        .get(gw.url("https://acme.flexhosting.se/Timeclock/Fabriksklocka"))
-        .send()
-        .await
-        .unwrap();
+        .get("https://acme.flexhosting.se/Timeclock/Fabriksklocka")
+        .await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 307);
     assert_eq!(
@@ -299,12 +296,7 @@ async fn redirect_over_http2() {
 #[tokio::test]
 async fn redirect_carries_deprecation_signals() {
     let gw = Gateway::start_example(None);
-    let resp = gw
-        .client("http")
-        .get(gw.url("http://hrm.exempel.com/Mobile/today"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.get("http://hrm.exempel.com/Mobile/today").await;
     assert_eq!(resp.status(), 307);
     let h = resp.headers();
     assert_eq!(h["location"], "https://mobile.flexhrm.com/today");
@@ -315,12 +307,7 @@ async fn redirect_carries_deprecation_signals() {
         "<https://mobile.flexhrm.com/today>; rel=\"successor-version\""
     );
     // acme has no dates: no signals.
-    let resp = gw
-        .client("http")
-        .get(gw.url("http://acme.flexhosting.se/Mobile/today"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.get("http://acme.flexhosting.se/Mobile/today").await;
     assert!(resp.headers().get("deprecation").is_none());
 }
 
@@ -422,12 +409,7 @@ async fn unreachable_upstream_is_a_502() {
     let gw = Gateway::start_with(|config, _| {
         config["upstreams"]["api"]["address"] = Value::from(format!("127.0.0.1:{closed}"));
     });
-    let resp = gw
-        .client("http")
-        .get(gw.url("http://acme.flexhosting.se/HRM/API/v1/x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.get("http://acme.flexhosting.se/HRM/API/v1/x").await;
     assert_eq!(resp.status(), 502);
 }
 
@@ -438,12 +420,7 @@ async fn upstream_with_an_untrusted_certificate_is_a_502_never_an_insecure_forwa
     // The upstream's certificate comes from a CA the gateway was not told about.
     let upstream = Upstream::start(&stranger, &["api.flexhrm.com", "web.flexhrm.com"]).await;
     let gw = Gateway::start_example(Some((&upstream, &trusted)));
-    let resp = gw
-        .client("http")
-        .get(gw.url("http://acme.flexhosting.se/HRM/API/v1/x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.get("http://acme.flexhosting.se/HRM/API/v1/x").await;
     assert_eq!(resp.status(), 502);
     assert!(
         upstream.take().is_empty(),

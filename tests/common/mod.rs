@@ -264,6 +264,12 @@ impl Gateway {
         builder.build().unwrap()
     }
 
+    /// GET a legacy URL (its port replaced by this gateway's) with the default client.
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let scheme = url.split(':').next().unwrap();
+        self.client(scheme).get(self.url(url)).send().await.unwrap()
+    }
+
     /// The same URL with the port of this gateway's listener for its scheme.
     pub fn url(&self, url: &str) -> String {
         let mut u = reqwest::Url::parse(url).unwrap();
