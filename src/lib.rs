@@ -5,9 +5,12 @@
 //! [`route`]) → action (redirect | forward | gone) → response ([`proxy`]). Configs are loaded
 //! and compiled by [`config`]; `explain` and `test` ([`explain`]) share [`route`] with the server.
 
+pub mod admin;
 pub mod config;
 pub mod explain;
 pub mod proxy;
+pub mod reload;
+pub mod report;
 pub mod route;
 pub mod server;
 pub mod table;

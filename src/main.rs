@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use signpost::config;
 use signpost::explain::{self, CaseFile};
+use signpost::report::census::Report;
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +19,9 @@ struct Cli {
     /// The config file (YAML).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log format of `run`: one human-readable line or one JSON object per event.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,17 +48,33 @@ enum Command {
         /// The cases file.
         cases: PathBuf,
     },
+    /// Print the legacy-traffic report of a running instance as a table.
+    Stragglers {
+        /// The admin listener, e.g. http://127.0.0.1:9090
+        #[arg(long)]
+        admin: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Stragglers { admin }) = &cli.command {
+        return stragglers(admin);
+    }
     let Some(config_path) = cli.config else {
         eprintln!("signpost: --config FILE is required (see --help)");
         return ExitCode::from(2);
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Stragglers { .. } => unreachable!("handled above"),
         Command::Run => {
-            init_logging();
+            init_logging(cli.log_format);
             match signpost::server::run(&config_path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -149,16 +169,35 @@ fn run_cases(config_path: &std::path::Path, cases_path: &std::path::Path) -> Exi
     }
 }
 
-/// Human-readable logs by default; `SIGNPOST_LOG=json` for one JSON object per line.
-fn init_logging() {
+/// Logs to stderr; the level comes from `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("SIGNPOST_LOG").is_ok_and(|v| v == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+/// `signpost stragglers --admin URL`: `/stragglers.json` as a terminal table.
+fn stragglers(admin: &str) -> ExitCode {
+    let url = format!("{}/stragglers.json", admin.trim_end_matches('/'));
+    let report = ureq::get(&url)
+        .call()
+        .map_err(|e| e.to_string())
+        .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
+        .and_then(|body| serde_json::from_str::<Report>(&body).map_err(|e| e.to_string()));
+    match report {
+        Ok(report) => {
+            print!("{}", signpost::report::table::render(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signpost: {url}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

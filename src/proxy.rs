@@ -10,6 +10,7 @@
 //! `Content-Length`, never `respond_error`, which would close a keep-alive connection.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,6 +21,8 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::report::census::{now, Census, Sighting};
+use crate::report::metrics::Metrics;
 use crate::route::{route, Decision, Request, Scheme};
 use crate::table::{Signals, Tables};
 use crate::upstream::Upstream;
@@ -33,12 +36,26 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// The gateway: reads the routing snapshot, never writes it.
 pub struct Gateway {
     pub tables: Tables,
+    pub metrics: Arc<Metrics>,
+    pub census: Arc<Census>,
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
+    started: Instant,
+    route: Option<Labels>,
     forward: Option<ForwardPlan>,
+}
+
+/// What the request matched, carried past the snapshot guard for metrics, census and log.
+/// The labels are `Arc<str>` from the table: cloning them allocates nothing.
+struct Labels {
+    tenant: Arc<str>,
+    kind: Arc<str>,
+    rule: Arc<str>,
+    action: &'static str,
+    /// The path with redacted captures replaced, when the rule redacts any.
+    redacted_path: Option<String>,
 }
 
 /// Where a forwarded request goes, decided in `request_filter`.
@@ -95,7 +112,12 @@ enum Outcome {
 impl Gateway {
     /// Routes against the current snapshot and turns the decision into owned data, so the
     /// snapshot guard is released before anything is awaited.
-    fn decide(&self, head: &RequestHeader, scheme: Scheme) -> Result<Outcome> {
+    fn decide(
+        &self,
+        head: &RequestHeader,
+        scheme: Scheme,
+        ctx: &mut RequestCtx,
+    ) -> Result<Outcome> {
         let table = self.tables.load();
         let req = Request {
             method: &head.method,
@@ -105,6 +127,23 @@ impl Gateway {
         };
         let routed = route(&table, &req);
         let signals = routed.tenant.map(|t| &t.signals);
+        ctx.route = routed.tenant.map(|tenant| {
+            let (kind, rule) = routed.rule.map_or_else(
+                || (Arc::from("_none"), Arc::from("")),
+                |r| (r.kind.clone(), r.name.clone()),
+            );
+            let redacted_path = routed
+                .rule
+                .filter(|r| !r.redact.is_empty())
+                .map(|r| routed.captures.redact(head.uri.path(), &r.redact));
+            Labels {
+                tenant: tenant.id.clone(),
+                kind,
+                rule,
+                action: routed.decision.action(),
+                redacted_path,
+            }
+        });
         Ok(match routed.decision {
             Decision::Redirect { status, location } => {
                 let mut header = ResponseHeader::build(status, Some(4))?;
@@ -142,6 +181,22 @@ impl Gateway {
     }
 }
 
+/// A small fixed set of reasons, so the label's cardinality stays bounded.
+fn upstream_reason(e: &Error) -> &'static str {
+    match e.etype() {
+        ConnectTimedout => "connect_timeout",
+        ConnectRefused => "connect_refused",
+        ConnectNoRoute => "no_address",
+        ReadTimedout | WriteTimedout => "timeout",
+        TLSHandshakeFailure | InvalidCert | TLSHandshakeTimedout => "tls",
+        ConnectionClosed | ReadError | WriteError => match e.esource() {
+            ErrorSource::Downstream => "client_gone",
+            _ => "connection",
+        },
+        _ => "other",
+    }
+}
+
 fn page_answer(status: StatusCode, content_type: &'static str, body: Bytes) -> Result<Answer> {
     let mut header = ResponseHeader::build(status, Some(4))?;
     header.insert_header(CONTENT_TYPE, content_type)?;
@@ -167,12 +222,16 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            forward: None,
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let scheme = scheme_of(session);
-        match self.decide(session.req_header(), scheme)? {
+        match self.decide(session.req_header(), scheme, ctx)? {
             Outcome::Forward(plan) => {
                 ctx.forward = Some(plan);
                 Ok(false)
@@ -268,6 +327,83 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// One place for everything recorded about a finished request: metrics, census, log.
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map(|r| r.status);
+        let code = status.as_ref().map_or("0", |s| s.as_str());
+        let (tenant, kind, rule, action) = match &ctx.route {
+            Some(l) => (&*l.tenant, &*l.kind, &*l.rule, l.action),
+            None => ("_unknown", "_none", "", "reject"),
+        };
+        let elapsed = ctx.started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[tenant, kind, action, code])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[kind, action])
+            .observe(elapsed.as_secs_f64());
+        if let (Some(e), Some(plan)) = (error, &ctx.forward) {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[&plan.upstream.name, upstream_reason(e)])
+                .inc();
+        }
+        let head = session.req_header();
+        let path = ctx
+            .route
+            .as_ref()
+            .and_then(|l| l.redacted_path.as_deref())
+            .unwrap_or(head.uri.path());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let client = match (&ctx.route, self.census.enabled()) {
+            (Some(l), true) => {
+                let client = self.census.identify(&head.headers, peer);
+                let id = client.id.clone();
+                self.census.record(Sighting {
+                    tenant: l.tenant.clone(),
+                    kind: l.kind.clone(),
+                    client,
+                    path: path.to_owned(),
+                    status: status.map_or(0, |s| s.as_u16()),
+                    at: now(),
+                });
+                Some(id)
+            }
+            _ => None,
+        };
+        tracing::info!(
+            target: "signpost::access",
+            tenant,
+            kind,
+            rule,
+            action,
+            status = code,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            client = client.as_deref().unwrap_or(""),
+            method = %head.method,
+            path,
+            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+
+    /// What pingora's own error log says about a request: no query string and no redacted
+    /// capture, since either may hold a secret.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let head = session.req_header();
+        let path = ctx
+            .route
+            .as_ref()
+            .and_then(|l| l.redacted_path.as_deref())
+            .unwrap_or(head.uri.path());
+        let tenant = ctx.route.as_ref().map_or("_unknown", |l| &*l.tenant);
+        format!("{} {path} (tenant {tenant})", head.method)
+    }
+
     /// Timeouts talking to an upstream are `504`, other upstream failures `502`.
     async fn fail_to_proxy(
         &self,
@@ -278,6 +414,7 @@ impl ProxyHttp for Gateway {
         let code = match e.etype() {
             HTTPStatus(code) => *code,
             ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+            ConnectNoRoute => 502,
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {

@@ -12,6 +12,7 @@ use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::table::host::{normalize, BadHost};
+use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
 use crate::table::{Action, Forward, Redirect, Rule, Table, Tenant};
 use crate::upstream::Upstream;
@@ -50,6 +51,8 @@ pub struct Routed<'t> {
     pub decision: Decision<'t>,
     /// For a rule with both `redirect` and `forward`: which one was taken, and why.
     pub branch: Option<Branch>,
+    /// The rule's captures (empty for rejects and fallbacks), for redaction.
+    pub captures: Captures,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,18 @@ pub enum Decision<'t> {
     },
 }
 
+impl Decision<'_> {
+    /// The `action` label of metrics and `explain`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::Reject { .. } => "reject",
+            Decision::Redirect { .. } => "redirect",
+            Decision::Forward { .. } => "forward",
+            Decision::Gone { .. } => "gone",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Branch {
     pub taken: &'static str,
@@ -85,6 +100,7 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         rule: None,
         decision: Decision::Reject { status, why },
         branch: None,
+        captures: Captures::default(),
     };
     let host = match request_host(req) {
         Ok(host) => host,
@@ -134,6 +150,7 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         rule: Some(rule),
         decision,
         branch,
+        captures,
     }
 }
 

@@ -1,19 +1,26 @@
-//! Assembles the pingora server from a loaded config: listeners, the proxy, background tasks.
+//! Assembles the pingora server from a loaded config: the proxy's listeners, the admin
+//! listener, and the background tasks (reload watcher, SIGHUP, census, DNS, readiness).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 
-use crate::config::{self, Config};
+use crate::admin::Admin;
+use crate::config;
 use crate::proxy::Gateway;
-use crate::table::Tables;
+use crate::reload::Live;
+use crate::report::census::{Census, CensusWorker};
+use crate::report::metrics::Metrics;
 use crate::tls::CertResolver;
 use crate::upstream::resolve_forever;
 
@@ -23,14 +30,17 @@ const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 /// Loads `config_path` and serves until a shutdown signal. A broken config fails here,
 /// before any port is bound.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let Config {
-        settings,
-        table,
-        certs,
-        files,
-    } = config::load(config_path, None)?;
-    tracing::info!(files = ?files, tenants = table.tenants().len(), rules = table.rule_count(), "config loaded");
-    let tables: Tables = Arc::new(ArcSwap::from_pointee(table));
+    let config = config::load(config_path, None)?;
+    let settings = config.settings.clone();
+    tracing::info!(
+        files = ?config.files,
+        tenants = config.table.tenants().len(),
+        rules = config.table.rule_count(),
+        "config loaded"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let live = Live::new(config_path, config, metrics.clone());
+    let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone());
 
     let threads = settings
         .threads
@@ -44,41 +54,92 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        Gateway {
-            tables: tables.clone(),
-        },
-    );
+    let gateway = Gateway {
+        tables: live.tables.clone(),
+        metrics,
+        census: census.clone(),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     if let Some(addr) = settings.listen.http {
         proxy.add_tcp(&addr.to_string());
     }
-    if let (Some(addr), Some(store)) = (settings.listen.https, certs) {
-        let resolver = CertResolver {
-            store: Arc::new(ArcSwap::from_pointee(store)),
-        };
+    if let (Some(addr), Some(store)) = (settings.listen.https, &live.certs) {
         let mut tls = TlsSettings::intermediate("", "")?;
-        tls.set_cert_resolver(Arc::new(resolver));
+        tls.set_cert_resolver(Arc::new(CertResolver {
+            store: store.clone(),
+        }));
         tls.enable_h2();
         proxy.add_tls_with_settings(&addr.to_string(), None, tls);
     }
     server.add_service(proxy);
-    server.add_service(background_service("upstream resolver", Resolver { tables }));
+
+    if let Some(addr) = settings.listen.admin {
+        let admin = Admin {
+            live: live.clone(),
+            census,
+            token_file: settings.admin_token_file.clone(),
+        };
+        let mut service = Service::new("admin".to_owned(), admin);
+        service.add_tcp(&addr.to_string());
+        service.threads = Some(1);
+        server.add_service(service);
+    }
+
+    let probe = settings.listen.http.or(settings.listen.https);
+    let tasks = Background {
+        live,
+        census_worker: Mutex::new(Some(census_worker)),
+        probe,
+    };
+    server.add_service(background_service("signpost", tasks));
     server.run(RunArgs::default());
     Ok(())
 }
 
-/// Keeps upstream addresses fresh (see [`resolve_forever`]).
-struct Resolver {
-    tables: Tables,
+/// Everything that runs beside the proxy, stopped by pingora's shutdown watch.
+struct Background {
+    live: Arc<Live>,
+    census_worker: Mutex<Option<CensusWorker>>,
+    /// A proxy listener to probe before reporting ready.
+    probe: Option<SocketAddr>,
 }
 
 #[async_trait]
-impl BackgroundService for Resolver {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        tokio::select! {
-            _ = resolve_forever(self.tables.clone()) => {}
-            _ = shutdown.changed() => {}
-        }
+impl BackgroundService for Background {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let worker = self.census_worker.lock().ok().and_then(|mut w| w.take());
+        let census = async {
+            if let Some(worker) = worker {
+                worker.run(shutdown.clone()).await;
+            }
+        };
+        let mut stop_dns = shutdown.clone();
+        let dns = async {
+            tokio::select! {
+                _ = resolve_forever(self.live.tables.clone()) => {}
+                _ = stop_dns.changed() => {}
+            }
+        };
+        tokio::join!(
+            census,
+            dns,
+            self.live.clone().watch(shutdown.clone()),
+            self.live.clone().on_sighup(shutdown.clone()),
+            wait_until_listening(&self.live, self.probe),
+        );
     }
+}
+
+/// Sets `ready` once the proxy accepts connections. pingora binds all listeners of a service
+/// before serving any, so one successful connect means all are bound.
+async fn wait_until_listening(live: &Live, probe: Option<SocketAddr>) {
+    let Some(mut addr) = probe else { return };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    live.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, "listening; ready");
 }

@@ -296,6 +296,7 @@ impl Builder<'_> {
             .and_then(|f| self.fallback(f, src, &path.key("fallback"), vars));
         (self.problems.len() == before).then(|| Profile {
             name: name.into(),
+            source_hash: hash_of(file),
             rules,
             fallback,
         })
@@ -442,7 +443,12 @@ impl Builder<'_> {
             name: r.name.as_str().into(),
             kind: r.kind.as_deref().unwrap_or(&r.name).into(),
             action: action?,
-            redact: r.redact.iter().map(|n| n.as_str().into()).collect(),
+            redact: r
+                .redact
+                .iter()
+                .filter_map(|n| captures.iter().position(|c| c == n))
+                .map(|i| i as u8)
+                .collect(),
         };
         ok.then_some((rule, pattern, methods))
     }
@@ -668,6 +674,7 @@ impl Builder<'_> {
             );
         }
         (self.problems.len() == before).then(|| Tenant {
+            source_hash: hash_of(t),
             id: t.id.as_str().into(),
             customer_number: t.customer_number.as_deref().unwrap_or("").into(),
             rules,
@@ -699,6 +706,12 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// A hash of what the user wrote, to tell which tenants and profiles a reload changed.
+fn hash_of(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
 }
 
 /// `2025-10-01` (midnight UTC) or an RFC 3339 time with offset.

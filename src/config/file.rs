@@ -25,6 +25,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub admin: FileAdmin,
     #[serde(default)]
+    pub census: FileCensus,
+    #[serde(default)]
     pub include: Vec<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -74,6 +76,28 @@ pub struct FileAdmin {
     pub token_file: Option<String>,
 }
 
+/// The legacy-client census (see `report::census`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCensus {
+    /// `false` turns the census off (metrics and logs stay); default `true`.
+    pub enabled: Option<bool>,
+    /// Where the census is saved periodically and at shutdown, and restored from at start.
+    pub state_file: Option<String>,
+    /// Clients kept (least recently seen evicted first); default 10 000.
+    pub max_clients: Option<usize>,
+    /// Clients exported as `signpost_legacy_client_last_seen_timestamp_seconds`; default 100.
+    pub metric_clients: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    pub snapshot_interval: Option<Duration>,
+    /// Peers whose `X-Forwarded-For` first hop is taken as the client address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Headers that carry an API key identifying the client (hashed, never stored).
+    #[serde(default)]
+    pub api_key_headers: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
@@ -86,7 +110,7 @@ pub struct FileUpstream {
     pub read_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Hash, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileProfile {
     pub fallback: Option<FileFallback>,
@@ -95,7 +119,7 @@ pub struct FileProfile {
 }
 
 /// What happens when no rule matches: an action without a pattern.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Hash, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileFallback {
     pub kind: Option<String>,
@@ -106,7 +130,7 @@ pub struct FileFallback {
     pub gone: Option<FileGone>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Hash, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRule {
     pub name: String,
@@ -123,7 +147,7 @@ pub struct FileRule {
     pub gone: Option<FileGone>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Hash, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTenant {
     pub id: String,
@@ -139,7 +163,7 @@ pub struct FileTenant {
 }
 
 /// `redirect: TEMPLATE` or `redirect: { to: TEMPLATE, status: 308, keep_query: false }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Hash, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRedirect {
     pub to: String,
@@ -147,7 +171,7 @@ pub struct FileRedirect {
     pub keep_query: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Hash, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileForward {
     pub upstream: String,
@@ -155,7 +179,7 @@ pub struct FileForward {
 }
 
 /// `gone: true` or `gone: { message: TEXT }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Hash, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileGone {
     pub message: Option<String>,

@@ -29,6 +29,11 @@ pub struct Config {
     pub certs: Option<CertStore>,
     /// Every file read, main file first.
     pub files: Vec<PathBuf>,
+    /// SHA-256 of every file read, in order (hex, shortened): what `/config` reports.
+    pub hash: String,
+    /// Folders whose changes may change this config: those of the files read, of the
+    /// `include` patterns, and `tls.certs`.
+    pub watch: Vec<PathBuf>,
 }
 
 /// Settings that shape the process rather than the routing.
@@ -39,6 +44,20 @@ pub struct Settings {
     pub grace_period: Duration,
     pub certs_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub census: CensusSettings,
+}
+
+/// Census settings, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CensusSettings {
+    pub enabled: bool,
+    pub state_file: Option<PathBuf>,
+    pub max_clients: usize,
+    pub metric_clients: usize,
+    pub snapshot_interval: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Lower-cased header names.
+    pub api_key_headers: Vec<String>,
 }
 
 /// One file's text, kept so errors found after parsing can be given a line.
@@ -90,12 +109,22 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
     }
     let built = build::build(&main, &includes, base, &sources, previous);
     match built {
-        Ok((table, certs)) if errors.is_empty() => Ok(Config {
-            settings: settings(&main, base),
-            table,
-            certs,
-            files: sources.into_iter().map(|s| s.path).collect(),
-        }),
+        Ok((table, certs)) if errors.is_empty() => {
+            let settings = settings(&main, base);
+            let mut watch: Vec<PathBuf> = sources.iter().map(|s| parent(&s.path)).collect();
+            watch.extend(main.include.iter().map(|p| parent(&base.join(p))));
+            watch.extend(settings.certs_dir.clone());
+            watch.sort();
+            watch.dedup();
+            Ok(Config {
+                settings,
+                table,
+                certs,
+                hash: hash_sources(&sources),
+                files: sources.into_iter().map(|s| s.path).collect(),
+                watch,
+            })
+        }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(mut more)) => {
             errors.append(&mut more);
@@ -104,8 +133,43 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
     }
 }
 
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn hash_sources(sources: &[Source]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for s in sources {
+        ctx.update(s.path.to_string_lossy().as_bytes());
+        ctx.update(&[0]);
+        ctx.update(s.text.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn settings(main: &FileConfig, base: &Path) -> Settings {
+    let c = &main.census;
     Settings {
+        census: CensusSettings {
+            enabled: c.enabled.unwrap_or(true),
+            state_file: c.state_file.as_ref().map(|f| base.join(f)),
+            max_clients: c.max_clients.unwrap_or(10_000).max(1),
+            metric_clients: c.metric_clients.unwrap_or(100),
+            snapshot_interval: c.snapshot_interval.unwrap_or(Duration::from_secs(60)),
+            trusted_proxies: c.trusted_proxies.clone(),
+            api_key_headers: c
+                .api_key_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        },
         listen: main.listen.clone(),
         threads: main.server.threads,
         grace_period: main.server.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),

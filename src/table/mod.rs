@@ -64,12 +64,15 @@ impl Table {
 /// One customer: its names, its own rules and its profile.
 #[derive(Debug)]
 pub struct Tenant {
-    pub id: Box<str>,
+    /// `Arc`s so that a request can carry its labels past the snapshot guard for free.
+    pub id: Arc<str>,
     pub customer_number: Box<str>,
     pub rules: RuleSet,
     /// Shared between tenants unless this tenant overrides `vars`.
     pub profile: Arc<Profile>,
     pub signals: Signals,
+    /// Hash of the tenant as written, to report what a reload changed.
+    pub source_hash: u64,
 }
 
 impl Tenant {
@@ -104,6 +107,8 @@ impl Signals {
 #[derive(Debug)]
 pub struct Profile {
     pub name: Box<str>,
+    /// Hash of the profile as written, to report what a reload changed.
+    pub source_hash: u64,
     pub rules: RuleSet,
     pub fallback: Option<Rule>,
 }
@@ -133,11 +138,11 @@ impl RuleSet {
 /// A matched pattern's name, label and action.
 #[derive(Debug)]
 pub struct Rule {
-    pub name: Box<str>,
-    pub kind: Box<str>,
+    pub name: Arc<str>,
+    pub kind: Arc<str>,
     pub action: Action,
-    /// Capture names to hide in logs and reports (calendar tokens).
-    pub redact: Box<[Box<str>]>,
+    /// Indices of the captures to hide in logs and reports (calendar tokens).
+    pub redact: Box<[u8]>,
 }
 
 /// What a rule does.

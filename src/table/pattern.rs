@@ -177,6 +177,33 @@ impl Captures {
         self.len as usize
     }
 
+    /// `path` with the captures at `indices` replaced by `…`, for logs and reports.
+    pub fn redact(&self, path: &str, indices: &[u8]) -> String {
+        let mut spans: Vec<(usize, usize)> = indices
+            .iter()
+            .filter(|&&i| i < self.len)
+            .map(|&i| {
+                (
+                    self.spans[i as usize].0 as usize,
+                    self.spans[i as usize].1 as usize,
+                )
+            })
+            .filter(|(s, e)| e > s)
+            .collect();
+        spans.sort_unstable();
+        let mut out = String::with_capacity(path.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            if start >= at {
+                out.push_str(&path[at..start]);
+                out.push('…');
+                at = end;
+            }
+        }
+        out.push_str(&path[at..]);
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

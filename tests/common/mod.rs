@@ -170,7 +170,10 @@ pub struct Gateway {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The config file the gateway runs on (inside `dir`).
+    pub config: PathBuf,
 }
 
 impl Gateway {
@@ -197,47 +200,79 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         config["listen"]["http"] = Value::from(http.to_string());
         config["listen"]["https"] = Value::from(https.to_string());
+        config["listen"]["admin"] = Value::from(admin.to_string());
         config["tls"]["certs"] = Value::from(repo().join("certs").to_str().unwrap());
         patch(&mut config, dir.path());
         let path = dir.path().join("signpost.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        Self::spawn(path, dir, [http, https, admin], Stdio::inherit())
+    }
+
+    /// Runs the binary on an existing config whose listeners are `[http, https, admin]`;
+    /// `stderr` receives its logs.
+    pub fn spawn(
+        config: PathBuf,
+        dir: tempfile::TempDir,
+        [http, https, admin]: [SocketAddr; 3],
+        stderr: Stdio,
+    ) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
             .args(["run", "--config"])
-            .arg(&path)
+            .arg(&config)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut gateway = Self {
             child,
             http,
             https,
+            admin,
             dir,
+            config,
         };
         gateway.wait_ready();
         gateway
     }
 
-    /// Waits until the listeners accept connections (or the process dies). Both belong to one
-    /// pingora service, which binds all its listeners before it serves any, so probing the
-    /// plain one suffices (a bare TCP probe of the TLS port only adds handshake errors to logs).
+    /// Waits until `/-/ready` says the proxy's listeners are bound (or the process dies).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in [self.http] {
-            while TcpStream::connect(addr).is_err() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("signpost exited before listening: {status}");
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "signpost did not listen on {addr} within 20 s"
-                );
-                std::thread::sleep(Duration::from_millis(20));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("signpost exited before it was ready: {status}");
             }
+            if admin_get(self.admin, "/-/ready").is_some_and(|(status, _)| status == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signpost was not ready within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub fn admin(&self, path: &str) -> (u16, String) {
+        admin_get(self.admin, path).expect("admin listener answers")
+    }
+
+    /// POST on the admin listener: (status, body).
+    pub fn admin_post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        admin_request(self.admin, "POST", path, headers).expect("admin listener answers")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
     }
 
     /// The gateway's address for a URL's scheme.
@@ -284,6 +319,38 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    admin_request(addr, "GET", path, &[])
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection (`Connection: close`), blocking.
+fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n{extra}\r\n").ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
 }
 
 /// DNS names of the certificate a response came over.

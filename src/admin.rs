@@ -1,0 +1,151 @@
+//! The admin listener's routes: metrics, the straggler report, config info, health, reload.
+//!
+//! It listens on `listen.admin` (keep it on loopback or a private network). `POST` endpoints
+//! need `Authorization: Bearer <token>` when `admin.token_file` is set, and otherwise accept
+//! loopback clients only.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::reload::Live;
+use crate::report::census::Census;
+use crate::report::page;
+
+pub struct Admin {
+    pub live: Arc<Live>,
+    pub census: Arc<Census>,
+    pub token_file: Option<PathBuf>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Vec<u8>> {
+    reply(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    )
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+    reply(status, "text/plain; charset=utf-8", format!("{body}\n"))
+}
+
+impl Admin {
+    /// The refusal for a client that may not use POST endpoints, if it may not.
+    fn denial(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        match &self.token_file {
+            Some(file) => {
+                let token = std::fs::read_to_string(file)
+                    .map(|t| t.trim().to_owned())
+                    .unwrap_or_default();
+                let given = session
+                    .req_header()
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if !token.is_empty() && same_secret(&token, given.trim()) {
+                    None
+                } else {
+                    Some(text(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid bearer token is required",
+                    ))
+                }
+            }
+            None => {
+                let loopback = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip())
+                    .is_some_and(|ip: IpAddr| ip.is_loopback());
+                if loopback {
+                    None
+                } else {
+                    Some(text(StatusCode::FORBIDDEN, "POST endpoints accept loopback clients only (set admin.token_file to allow others)"))
+                }
+            }
+        }
+    }
+
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let gauge = &self.live.metrics.client_last_seen;
+        gauge.reset();
+        for row in self.census.top_clients() {
+            gauge
+                .with_label_values(&[&row.tenant, &row.kind, &row.client.id])
+                .set(row.last_seen as f64);
+        }
+        reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            self.live.metrics.render(),
+        )
+    }
+
+    async fn reload(&self) -> Response<Vec<u8>> {
+        match self.live.reload("POST /-/reload").await {
+            Ok(done) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "result": "ok", "generation": done.generation, "changes": done.changes, "seconds": done.seconds }),
+            ),
+            Err(errors) => {
+                let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({ "result": "error", "errors": list }),
+                )
+            }
+        }
+    }
+}
+
+/// Compares digests rather than the secrets, so the time taken says nothing about how much
+/// of a guess was right.
+fn same_secret(a: &str, b: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest(a).as_ref() == digest(b).as_ref()
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_owned();
+        match (method, path.as_str()) {
+            (Method::GET, "/metrics") => self.metrics(),
+            (Method::GET, "/stragglers") => reply(StatusCode::OK, "text/html; charset=utf-8", page::render(&self.census.report())),
+            (Method::GET, "/stragglers.json") => json(StatusCode::OK, &self.census.report()),
+            (Method::GET, "/config") => json(StatusCode::OK, &*self.live.info.load_full()),
+            (Method::GET, "/-/healthy") => text(StatusCode::OK, "ok"),
+            (Method::GET, "/-/ready") if self.live.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
+            (Method::GET, "/-/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners are not bound yet"),
+            (Method::POST, "/-/reload") => match self.denial(session) {
+                None => self.reload().await,
+                Some(denied) => denied,
+            },
+            (_, "/metrics" | "/stragglers" | "/stragglers.json" | "/config" | "/-/healthy" | "/-/ready" | "/-/reload") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /stragglers, /stragglers.json, /config, /-/healthy, /-/ready, POST /-/reload"),
+        }
+    }
+}

@@ -1,0 +1,584 @@
+//! The census of legacy clients: who still calls the old addresses, per tenant and kind.
+//!
+//! The request path only *sends* a [`Sighting`] into a bounded queue (no lock, no waiting; when
+//! the queue is full the sighting is dropped and counted). One worker task drains the queue in
+//! batches into a bounded LRU table (least recently seen evicted first) and a per-kind timeline,
+//! snapshots both to a state file (write + rename) periodically and at shutdown, and restores
+//! them at start, so a restart loses at most one interval.
+//!
+//! A client is a fingerprint of: the credential's identity (Basic user name, Bearer token or a
+//! configured API-key header — hashed here, never kept in clear), the User-Agent's product
+//! token, and the client address (the first `X-Forwarded-For` hop when the peer is a trusted
+//! proxy). Paths are kept without query and with redacted captures shown as `…`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{AUTHORIZATION, USER_AGENT};
+use http::HeaderMap;
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::metrics::Metrics;
+use crate::config::CensusSettings;
+
+/// Width of one timeline bucket, and how many are kept (48 hours).
+pub const BUCKET_SECONDS: u64 = 300;
+const BUCKETS: u64 = 576;
+/// Sightings that may wait for the worker before new ones are dropped.
+const QUEUE: usize = 65_536;
+
+/// One request seen on a legacy host.
+#[derive(Debug)]
+pub struct Sighting {
+    pub tenant: Arc<str>,
+    pub kind: Arc<str>,
+    pub client: Client,
+    /// Path without query, redacted captures replaced by `…`.
+    pub path: String,
+    pub status: u16,
+    pub at: u64,
+}
+
+/// Who a legacy client is, with nothing secret in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// Short fingerprint of the three parts below.
+    pub id: String,
+    /// The User-Agent's product token (`curl/8.5.0`), or empty.
+    pub user_agent: String,
+    pub address: String,
+    /// `bearer:1a2b3c4d5e6f`: scheme and a hash of the identity, never the value.
+    pub credential: Option<String>,
+}
+
+/// One client's row in the census.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRow {
+    pub tenant: String,
+    pub kind: String,
+    pub client: Client,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub count: u64,
+    pub last_path: String,
+    pub last_status: u16,
+}
+
+/// Legacy requests of one kind in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub at: u64,
+    pub kind: String,
+    pub count: u64,
+}
+
+/// What `/stragglers.json` serves and the state file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub generated_at: u64,
+    pub bucket_seconds: u64,
+    pub evictions: u64,
+    /// Most recently seen first.
+    pub clients: Vec<ClientRow>,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+type Key = (String, String, String);
+
+struct Data {
+    clients: LruCache<Key, ClientRow>,
+    /// bucket start → kind → count
+    timeline: BTreeMap<u64, BTreeMap<String, u64>>,
+    evictions: u64,
+}
+
+/// The census handle shared by the proxy (to record) and the admin listener (to report).
+pub struct Census {
+    tx: mpsc::Sender<Sighting>,
+    data: Arc<Mutex<Data>>,
+    settings: CensusSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// Drains the queue; run it with [`CensusWorker::run`].
+pub struct CensusWorker {
+    rx: mpsc::Receiver<Sighting>,
+    data: Arc<Mutex<Data>>,
+    settings: CensusSettings,
+    metrics: Arc<Metrics>,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Census {
+    /// A census restored from the state file, if there is one.
+    pub fn new(settings: CensusSettings, metrics: Arc<Metrics>) -> (Arc<Census>, CensusWorker) {
+        let capacity = NonZeroUsize::new(settings.max_clients).unwrap_or(NonZeroUsize::MIN);
+        let mut data = Data {
+            clients: LruCache::new(capacity),
+            timeline: BTreeMap::new(),
+            evictions: 0,
+        };
+        if let Some(path) = &settings.state_file {
+            match restore(path) {
+                Ok(Some(report)) => {
+                    let restored = report.clients.len();
+                    data.apply(report);
+                    tracing::info!(file = %path.display(), clients = restored, "census restored");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "census state not restored")
+                }
+            }
+        }
+        let data = Arc::new(Mutex::new(data));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let census = Arc::new(Census {
+            tx,
+            data: data.clone(),
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+        });
+        (
+            census,
+            CensusWorker {
+                rx,
+                data,
+                settings,
+                metrics,
+            },
+        )
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// Queues a sighting; never waits.
+    pub fn record(&self, sighting: Sighting) {
+        if self.tx.try_send(sighting).is_err() {
+            self.metrics.census_dropped.inc();
+        }
+    }
+
+    /// Identifies the client of a request.
+    pub fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
+        let address = self
+            .client_address(headers, peer)
+            .map_or_else(String::new, |a| a.to_string());
+        let user_agent: String = headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split_whitespace().next())
+            .map(|token| {
+                token
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let credential = self.credential(headers);
+        let id = short_hash(
+            &[credential.as_deref().unwrap_or(""), &user_agent, &address],
+            6,
+        );
+        Client {
+            id,
+            user_agent,
+            address,
+            credential,
+        }
+    }
+
+    fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self
+            .settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer))
+        {
+            return Some(peer);
+        }
+        let first_hop = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|hop| hop.trim().parse().ok());
+        Some(first_hop.unwrap_or(peer))
+    }
+
+    /// `scheme:hash` of the credential's identity, if the request carries one.
+    fn credential(&self, headers: &HeaderMap) -> Option<String> {
+        if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+            let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth, ""));
+            let scheme = scheme.to_ascii_lowercase();
+            let identity = match scheme.as_str() {
+                // For Basic, the user name is the identity; the password is never looked at.
+                "basic" => basic_user(rest.trim()).unwrap_or_default(),
+                _ => rest.trim().to_owned(),
+            };
+            return Some(format!("{scheme}:{}", short_hash(&[&identity], 6)));
+        }
+        self.settings.api_key_headers.iter().find_map(|name| {
+            let value = headers.get(name.as_str())?.to_str().ok()?;
+            Some(format!("{name}:{}", short_hash(&[value], 6)))
+        })
+    }
+
+    /// The census as it is now.
+    pub fn report(&self) -> Report {
+        self.data.lock().map(|d| d.report()).unwrap_or_default()
+    }
+
+    /// The clients seen most, for the last-seen gauge.
+    pub fn top_clients(&self) -> Vec<ClientRow> {
+        let mut rows = self.report().clients;
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then(b.last_seen.cmp(&a.last_seen)));
+        rows.truncate(self.settings.metric_clients);
+        rows
+    }
+}
+
+impl CensusWorker {
+    /// Drains sightings until `shutdown` fires, saving the state file every interval and once
+    /// more on the way out.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut save =
+            tokio::time::interval(self.settings.snapshot_interval.max(Duration::from_secs(1)));
+        save.tick().await;
+        let mut batch = Vec::with_capacity(1024);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut batch, 1024) => {
+                    if n == 0 { break; }
+                    self.absorb(&mut batch);
+                }
+                _ = save.tick() => self.save(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Whatever is still queued belongs in the last snapshot.
+        while let Ok(s) = self.rx.try_recv() {
+            batch.push(s);
+        }
+        self.absorb(&mut batch);
+        self.save();
+    }
+
+    fn absorb(&self, batch: &mut Vec<Sighting>) {
+        let Ok(mut data) = self.data.lock() else {
+            return;
+        };
+        for s in batch.drain(..) {
+            if data.record(s) {
+                self.metrics.census_evictions.inc();
+            }
+        }
+    }
+
+    /// Writes the state file: a temporary file renamed over the old one, so a crash mid-write
+    /// leaves the previous snapshot intact.
+    pub fn save(&self) {
+        let Some(path) = &self.settings.state_file else {
+            return;
+        };
+        let report = match self.data.lock() {
+            Ok(d) => d.report(),
+            Err(_) => return,
+        };
+        if let Err(e) = write_atomically(path, &report) {
+            tracing::warn!(file = %path.display(), error = %e, "census state not saved");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, report: &Report) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(report)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn restore(path: &Path) -> std::io::Result<Option<Report>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Data {
+    /// Adds one sighting; returns whether a client was evicted to make room.
+    fn record(&mut self, s: Sighting) -> bool {
+        let bucket = s.at - s.at % BUCKET_SECONDS;
+        *self
+            .timeline
+            .entry(bucket)
+            .or_default()
+            .entry(s.kind.to_string())
+            .or_default() += 1;
+        while self.timeline.len() as u64 > BUCKETS {
+            self.timeline.pop_first();
+        }
+        let key = (
+            s.tenant.to_string(),
+            s.kind.to_string(),
+            s.client.id.clone(),
+        );
+        if let Some(row) = self.clients.get_mut(&key) {
+            row.last_seen = row.last_seen.max(s.at);
+            row.count += 1;
+            row.last_path = s.path;
+            row.last_status = s.status;
+            return false;
+        }
+        let row = ClientRow {
+            tenant: key.0.clone(),
+            kind: key.1.clone(),
+            client: s.client,
+            first_seen: s.at,
+            last_seen: s.at,
+            count: 1,
+            last_path: s.path,
+            last_status: s.status,
+        };
+        let evicted = self
+            .clients
+            .push(key.clone(), row)
+            .is_some_and(|(k, _)| k != key);
+        if evicted {
+            self.evictions += 1;
+        }
+        evicted
+    }
+
+    fn report(&self) -> Report {
+        let mut clients: Vec<ClientRow> = self.clients.iter().map(|(_, r)| r.clone()).collect();
+        clients.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
+        let timeline = self
+            .timeline
+            .iter()
+            .flat_map(|(at, kinds)| {
+                kinds.iter().map(|(kind, count)| TimelinePoint {
+                    at: *at,
+                    kind: kind.clone(),
+                    count: *count,
+                })
+            })
+            .collect();
+        Report {
+            generated_at: now(),
+            bucket_seconds: BUCKET_SECONDS,
+            evictions: self.evictions,
+            clients,
+            timeline,
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        // Oldest first, so the LRU order comes back as it was.
+        let mut rows = report.clients;
+        rows.sort_by_key(|r| r.last_seen);
+        for row in rows {
+            self.clients.push(
+                (row.tenant.clone(), row.kind.clone(), row.client.id.clone()),
+                row,
+            );
+        }
+        for p in report.timeline {
+            *self
+                .timeline
+                .entry(p.at)
+                .or_default()
+                .entry(p.kind)
+                .or_default() += p.count;
+        }
+        self.evictions = report.evictions;
+    }
+}
+
+/// The user name of a Basic credential (`base64(user:password)`).
+fn basic_user(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(u, _)| u)
+            .to_owned(),
+    )
+}
+
+/// Hex of the first `bytes` bytes of SHA-256 over the parts (separated, so parts cannot run
+/// into each other).
+fn short_hash(parts: &[&str], bytes: usize) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish().as_ref()[..bytes]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(max: usize) -> CensusSettings {
+        CensusSettings {
+            enabled: true,
+            state_file: None,
+            max_clients: max,
+            metric_clients: 10,
+            snapshot_interval: Duration::from_secs(60),
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            api_key_headers: vec!["x-api-key".into()],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn identity_is_hashed_and_distinguishes_clients() {
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let peer = Some("192.0.2.7".parse().unwrap());
+        let a = census.identify(
+            &headers(&[
+                ("authorization", "Bearer tok-A"),
+                ("user-agent", "curl/8.5.0 extra"),
+            ]),
+            peer,
+        );
+        let b = census.identify(
+            &headers(&[
+                ("authorization", "Bearer tok-B"),
+                ("user-agent", "curl/8.5.0"),
+            ]),
+            peer,
+        );
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.user_agent, "curl/8.5.0");
+        assert!(a.credential.as_deref().unwrap().starts_with("bearer:"));
+        assert!(!format!("{a:?}").contains("tok-A"));
+        // Basic: the user name is the identity, whatever the password.
+        let u1 = census.identify(&headers(&[("authorization", "Basic dXNlcjpwdzE=")]), peer); // user:pw1
+        let u2 = census.identify(&headers(&[("authorization", "Basic dXNlcjpwdzI=")]), peer); // user:pw2
+        assert_eq!(u1, u2);
+        let k = census.identify(&headers(&[("x-api-key", "k-123")]), peer);
+        assert!(k.credential.as_deref().unwrap().starts_with("x-api-key:"));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let h = headers(&[("x-forwarded-for", "198.51.100.9, 10.1.1.1")]);
+        assert_eq!(
+            census
+                .identify(&h, Some("10.0.0.2".parse().unwrap()))
+                .address,
+            "198.51.100.9"
+        );
+        assert_eq!(
+            census
+                .identify(&h, Some("192.0.2.1".parse().unwrap()))
+                .address,
+            "192.0.2.1"
+        );
+    }
+
+    fn sighting(tenant: &str, id: &str, at: u64) -> Sighting {
+        Sighting {
+            tenant: tenant.into(),
+            kind: "api".into(),
+            client: Client {
+                id: id.into(),
+                user_agent: "x".into(),
+                address: "192.0.2.1".into(),
+                credential: None,
+            },
+            path: "/HRM/API/v1".into(),
+            status: 200,
+            at,
+        }
+    }
+
+    #[test]
+    fn counts_and_evicts_the_least_recently_seen() {
+        let mut data = Data {
+            clients: LruCache::new(NonZeroUsize::new(2).unwrap()),
+            timeline: BTreeMap::new(),
+            evictions: 0,
+        };
+        assert!(!data.record(sighting("t", "a", 1000)));
+        assert!(!data.record(sighting("t", "b", 1001)));
+        assert!(!data.record(sighting("t", "a", 1002)));
+        assert!(
+            data.record(sighting("t", "c", 1003)),
+            "b was least recently seen"
+        );
+        let report = data.report();
+        let ids: Vec<_> = report
+            .clients
+            .iter()
+            .map(|r| (r.client.id.as_str(), r.count))
+            .collect();
+        assert_eq!(ids, vec![("c", 1), ("a", 2)]);
+        assert_eq!(report.evictions, 1);
+        assert_eq!(
+            report.timeline,
+            vec![TimelinePoint {
+                at: 900,
+                kind: "api".into(),
+                count: 4
+            }]
+        );
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("census.json");
+        let mut data = Data {
+            clients: LruCache::new(NonZeroUsize::new(5).unwrap()),
+            timeline: BTreeMap::new(),
+            evictions: 0,
+        };
+        data.record(sighting("t", "a", 1000));
+        data.record(sighting("u", "b", 2000));
+        write_atomically(&path, &data.report()).unwrap();
+        let mut back = Data {
+            clients: LruCache::new(NonZeroUsize::new(5).unwrap()),
+            timeline: BTreeMap::new(),
+            evictions: 0,
+        };
+        back.apply(restore(&path).unwrap().unwrap());
+        assert_eq!(back.report().clients, data.report().clients);
+        assert_eq!(back.report().timeline, data.report().timeline);
+    }
+}

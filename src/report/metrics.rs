@@ -1,0 +1,159 @@
+//! The Prometheus metrics named in the spec. Label values come only from the config (tenant
+//! ids, kinds, upstream names) or from small fixed sets, never from a request, so the number of
+//! series is bounded by the config: unknown hosts are `_unknown`, requests that matched no rule
+//! have kind `_none`.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric Signpost exports, in one registry of its own.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub client_last_seen: GaugeVec,
+    pub config_generation: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_last_success: Gauge,
+    pub tenants: IntGauge,
+    pub rules: IntGauge,
+    pub census_evictions: IntCounter,
+    pub census_dropped: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "signpost_requests_total",
+                "Requests on legacy hosts, by outcome.",
+            ),
+            &["tenant", "kind", "action", "code"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "signpost_request_duration_seconds",
+                "Time from request to response end.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["kind", "action"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "signpost_upstream_errors_total",
+                "Forwards that failed, by upstream and reason.",
+            ),
+            &["upstream", "reason"],
+        )
+        .expect("valid metric");
+        let client_last_seen = GaugeVec::new(
+            Opts::new(
+                "signpost_legacy_client_last_seen_timestamp_seconds",
+                "When the busiest legacy clients were last seen (top clients only).",
+            ),
+            &["tenant", "kind", "client"],
+        )
+        .expect("valid metric");
+        let config_generation = IntGauge::new(
+            "signpost_config_generation",
+            "Config generation: 1 at start, +1 per successful reload.",
+        )
+        .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "signpost_config_reloads_total",
+                "Reload attempts by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let config_last_success = Gauge::new(
+            "signpost_config_last_success_timestamp_seconds",
+            "When a config was last loaded successfully.",
+        )
+        .expect("valid metric");
+        let tenants = IntGauge::new("signpost_tenants", "Tenants in the running config.")
+            .expect("valid metric");
+        let rules = IntGauge::new(
+            "signpost_rules",
+            "Rules in the running config (tenant rules plus each profile's).",
+        )
+        .expect("valid metric");
+        let census_evictions = IntCounter::new(
+            "signpost_census_evictions_total",
+            "Legacy clients evicted from the bounded census.",
+        )
+        .expect("valid metric");
+        let census_dropped = IntCounter::new(
+            "signpost_census_dropped_total",
+            "Sightings not recorded because the census queue was full.",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "signpost_build_info",
+                "Always 1; the version is in the label.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(client_last_seen.clone()),
+            Box::new(config_generation.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_success.clone()),
+            Box::new(tenants.clone()),
+            Box::new(rules.clone()),
+            Box::new(census_evictions.clone()),
+            Box::new(census_dropped.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Both results exist from the start, so a dashboard can tell "no errors" from "no data".
+        config_reloads.with_label_values(&["ok"]);
+        config_reloads.with_label_values(&["error"]);
+        Self {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            client_last_seen,
+            config_generation,
+            config_reloads,
+            config_last_success,
+            tenants,
+            rules,
+            census_evictions,
+            census_dropped,
+        }
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
