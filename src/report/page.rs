@@ -42,7 +42,13 @@ pub fn render(report: &Report) -> String {
     }
     for (tenant, rows) in by_tenant {
         let total: u64 = rows.iter().map(|r| r.count).sum();
-        let _ = write!(html, "<section><h2 id=\"tenant-{t}\">{t} <span class=muted>· {n} clients · {total} requests</span></h2>", t = esc(tenant), n = rows.len());
+        let _ = write!(
+            html,
+            "<section><h2 id=\"tenant-{t}\">{t} <span class=muted>· {} · {}</span></h2>",
+            plural(rows.len() as u64, "client"),
+            plural(total, "request"),
+            t = esc(tenant)
+        );
         html.push_str("<table class=clients><thead><tr><th>Kind</th><th>Client</th><th>User-Agent</th><th>Address</th><th>Credential</th><th data-sort=num>Requests</th><th data-sort=num>First seen</th><th data-sort=num class=sorted>Last seen</th><th>Last path</th><th>Status</th></tr></thead><tbody>");
         for r in rows {
             let _ = write!(
@@ -76,13 +82,15 @@ fn chart(html: &mut String, report: &Report) {
     for p in &report.timeline {
         *kinds.entry(&p.kind).or_default().entry(p.at).or_default() += p.count;
     }
-    let (Some(first), Some(last)) = (
+    let (Some(earliest), Some(last)) = (
         report.timeline.iter().map(|p| p.at).min(),
         report.timeline.iter().map(|p| p.at).max(),
     ) else {
         html.push_str("<p class=muted>No data yet.</p>");
         return;
     };
+    // At least an hour wide, so a fresh census still draws a line up from zero.
+    let first = earliest.min(last.saturating_sub(11 * report.bucket_seconds));
     let max = kinds
         .values()
         .flat_map(|s| s.values())
@@ -117,10 +125,27 @@ fn chart(html: &mut String, report: &Report) {
             );
             at += report.bucket_seconds;
         }
+        for (at, n) in series {
+            let _ = write!(
+                html,
+                "<circle cx={:.1} cy={:.1} r=3 fill=\"{colour}\"><title>{}: {n}</title></circle>",
+                x(*at),
+                y(*n),
+                utc(*at)
+            );
+        }
         let _ = write!(html, "<polyline class=series data-kind=\"{}\" fill=none stroke=\"{colour}\" stroke-width=2 points=\"{}\" />", esc(kind), points.trim_end());
         let _ = write!(html, "<rect x={} y=8 width=10 height=10 fill=\"{colour}\" /><text x={} y=17 font-size=12>{}</text>", pad + 10.0 + i as f64 * 130.0, pad + 24.0 + i as f64 * 130.0, esc(kind));
     }
     html.push_str("</svg>");
+}
+
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn utc(secs: u64) -> String {

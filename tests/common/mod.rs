@@ -208,21 +208,22 @@ impl Gateway {
         patch(&mut config, dir.path());
         let path = dir.path().join("signpost.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-        Self::spawn(path, dir, [http, https, admin], Stdio::inherit())
+        Self::spawn(path, dir, [http, https, admin], Stdio::inherit(), "error")
     }
 
     /// Runs the binary on an existing config whose listeners are `[http, https, admin]`;
-    /// `stderr` receives its logs.
+    /// `stderr` receives its logs, filtered by `rust_log`.
     pub fn spawn(
         config: PathBuf,
         dir: tempfile::TempDir,
         [http, https, admin]: [SocketAddr; 3],
         stderr: Stdio,
+        rust_log: &str,
     ) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -265,6 +266,10 @@ impl Gateway {
     /// POST on the admin listener: (status, body).
     pub fn admin_post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         admin_request(self.admin, "POST", path, headers).expect("admin listener answers")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.

@@ -1,0 +1,338 @@
+//! The census and the metrics as an operator sees them through the admin listener, across a
+//! restart; and no secret anywhere Signpost writes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, TestCa, Upstream};
+use serde_yaml::Value;
+
+/// Polls `/stragglers.json` until `done` holds for it.
+fn wait_for_report(gw: &Gateway, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = gw.admin("/stragglers.json");
+        assert_eq!(status, 200);
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "census never reached the expected state: {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn api_rows(report: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut rows: Vec<(String, u64)> = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "api" && r["tenant"] == "acme")
+        .map(|r| {
+            (
+                r["client"]["user_agent"].as_str().unwrap().to_owned(),
+                r["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn two_clients_are_two_rows_and_survive_a_restart() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let ca_path = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_path.path(), &ca.pem).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("census.json");
+    let patch = |config: &mut Value, _: &std::path::Path| {
+        for (_, u) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+            u["address"] = Value::from(upstream.addr.to_string());
+            u["ca"] = Value::from(ca_path.path().to_str().unwrap());
+        }
+        config["census"] = serde_yaml::from_str(&format!(
+            "{{ state_file: {}, snapshot_interval: 1h }}",
+            state_file.display()
+        ))
+        .unwrap();
+        // pingora waits out the whole grace period after SIGTERM; keep the restart quick.
+        config["server"]["grace_period"] = Value::from("1s");
+    };
+    let mut gw = Gateway::start_with(patch);
+    let client = gw.client("http");
+    let url = gw.url("http://acme.flexhosting.se/HRM/API/v1/employees?page=2");
+    for (agent, token, times) in [
+        ("PayrollSync/2.1", "Bearer token-one", 3),
+        ("curl/8.5.0", "Bearer token-two", 2),
+    ] {
+        for _ in 0..times {
+            let resp = client
+                .get(&url)
+                .header("user-agent", agent)
+                .header("authorization", token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+        }
+    }
+    let expected = vec![
+        ("PayrollSync/2.1".to_owned(), 3),
+        ("curl/8.5.0".to_owned(), 2),
+    ];
+    let report = wait_for_report(&gw, |r| api_rows(r) == expected);
+    let row = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "api")
+        .unwrap();
+    assert_eq!(
+        row["last_path"], "/HRM/API/v1/employees",
+        "no query string in the census"
+    );
+    assert_eq!(row["last_status"], 201);
+    assert!(row["client"]["credential"]
+        .as_str()
+        .unwrap()
+        .starts_with("bearer:"));
+
+    // The terminal table shows the same rows.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["stragglers", "--admin", &format!("http://{}", gw.admin)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        table.contains("PayrollSync/2.1")
+            && table.contains("curl/8.5.0")
+            && table.contains("/HRM/API/v1/employees"),
+        "{table}"
+    );
+
+    // SIGTERM: the census is written on the way out, and read back at start.
+    assert_eq!(gw.terminate(), Some(0));
+    assert!(state_file.exists(), "no state file after shutdown");
+    let gw = Gateway::start_with(patch);
+    let report = wait_for_report(&gw, |r| !r["clients"].as_array().unwrap().is_empty());
+    assert_eq!(
+        api_rows(&report),
+        expected,
+        "rows lost across the restart: {report:#}"
+    );
+}
+
+/// Checks every line of a Prometheus text exposition, and returns the family names.
+fn parse_exposition(text: &str) -> BTreeSet<String> {
+    let mut families = BTreeSet::new();
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(name_ok(name), "bad family name in {line:?}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line:?}"
+            );
+            families.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "bad value in {line:?}"
+        );
+        let name = series.split('{').next().unwrap();
+        assert!(name_ok(name), "bad metric name in {line:?}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels in {line:?}"
+                );
+                for pair in labels[1..labels.len() - 1]
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                {
+                    let (k, v) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    assert!(name_ok(k), "bad label name in {line:?}");
+                    assert!(!v.contains('\n'));
+                }
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(
+            families.contains(name) || families.contains(family),
+            "sample before its TYPE: {line:?}"
+        );
+    }
+    families
+}
+
+#[tokio::test]
+async fn metrics_expose_every_family_of_the_spec() {
+    let gw = Gateway::start_example(None);
+    gw.get("http://acme.flexhosting.se/Timeclock").await;
+    gw.get("http://unknown.example.org/Timeclock").await;
+    gw.get("http://acme.flexhosting.se/HRM/API/v1/x").await; // upstream unresolvable: an upstream error
+                                                             // The census fills asynchronously; wait until the client is there.
+    wait_for_report(&gw, |r| !r["clients"].as_array().unwrap().is_empty());
+    let (status, text) = gw.admin("/metrics");
+    assert_eq!(status, 200);
+    let families = parse_exposition(&text);
+    for family in [
+        "signpost_requests_total",
+        "signpost_request_duration_seconds",
+        "signpost_upstream_errors_total",
+        "signpost_legacy_client_last_seen_timestamp_seconds",
+        "signpost_config_generation",
+        "signpost_config_reloads_total",
+        "signpost_config_last_success_timestamp_seconds",
+        "signpost_tenants",
+        "signpost_rules",
+        "signpost_build_info",
+    ] {
+        assert!(
+            families.contains(family),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+    assert!(text.contains(r#"signpost_requests_total{action="redirect",code="307",kind="timeclock",tenant="acme"} 1"#), "{text}");
+    assert!(text.contains(r#"signpost_requests_total{action="reject",code="421",kind="_none",tenant="_unknown"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"signpost_upstream_errors_total{reason="no_address",upstream="api"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("signpost_tenants 2"), "{text}");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_metrics_census_or_state() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &ca.pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("config/example.yaml")).unwrap();
+    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let listeners: [std::net::SocketAddr; 3] = [0; 3].map(|_| {
+        format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap()
+    });
+    for (key, addr) in ["http", "https", "admin"].iter().zip(&listeners) {
+        config["listen"][*key] = Value::from(addr.to_string());
+    }
+    config["tls"]["certs"] = Value::from(common::repo().join("certs").to_str().unwrap());
+    for (_, u) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+        u["address"] = Value::from(upstream.addr.to_string());
+        u["ca"] = Value::from(ca_file.path().to_str().unwrap());
+    }
+    let state_file = dir.path().join("census.json");
+    config["server"]["grace_period"] = Value::from("1s");
+    config["census"] = serde_yaml::from_str(&format!(
+        "{{ state_file: {}, api_key_headers: [X-Api-Key] }}",
+        state_file.display()
+    ))
+    .unwrap();
+    let config_path = dir.path().join("signpost.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let log_path = dir.path().join("signpost.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut gw = Gateway::spawn(
+        config_path,
+        tempfile::tempdir().unwrap(),
+        listeners,
+        Stdio::from(log),
+        "info",
+    );
+
+    const SECRETS: [&str; 5] = [
+        "QuerySecret41",
+        "BearerSecret42",
+        "ApiKeySecret43",
+        "CalendarSecret44",
+        "BasicPass45",
+    ];
+    let client = gw.client("http");
+    let api = gw.url("http://acme.flexhosting.se/HRM/API/v1/pay?access_token=QuerySecret41");
+    client
+        .get(&api)
+        .header("authorization", "Bearer BearerSecret42")
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(&api)
+        .header("x-api-key", "ApiKeySecret43")
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(&api)
+        .basic_auth("integration", Some("BasicPass45"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(gw.url("http://acme.flexhosting.se/HRM/Calendar/CalendarSecret44.ics?QuerySecret41"))
+        .send()
+        .await
+        .unwrap();
+    // An upstream failure, so pingora's own error log has a request to describe.
+    client
+        .get(gw.url("http://acme.flexhosting.se/HRM/Calendar/CalendarSecret44.ics"))
+        .header("user-agent", "Mozilla/5.0")
+        .send()
+        .await
+        .unwrap();
+    let report = wait_for_report(&gw, |r| r["clients"].as_array().unwrap().len() >= 4);
+    assert!(
+        report.to_string().contains("/HRM/Calendar/…"),
+        "redacted capture shown as …: {report}"
+    );
+
+    let mut written = vec![
+        ("/metrics", gw.admin("/metrics").1),
+        ("/stragglers.json", gw.admin("/stragglers.json").1),
+        ("/stragglers", gw.admin("/stragglers").1),
+    ];
+    assert_eq!(gw.terminate(), Some(0));
+    written.push(("state file", std::fs::read_to_string(&state_file).unwrap()));
+    written.push(("log", std::fs::read_to_string(&log_path).unwrap()));
+    assert!(
+        written[4].1.contains("signpost::access"),
+        "the access log was not written: {}",
+        written[4].1
+    );
+    for (place, text) in &written {
+        for secret in SECRETS {
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into {place}:\n{text}"
+            );
+        }
+    }
+}

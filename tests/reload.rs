@@ -1,0 +1,390 @@
+//! Hot reload under traffic: in-place writes, save-by-rename and ConfigMap symlink swaps keep
+//! every request answered; broken configs keep the old tables; new certificates are served.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, repo, served_names, Gateway, TestCa};
+use serde_yaml::Value;
+
+const A: &str = "timeclock-a.flexhrm.com";
+const B: &str = "timeclock-b.flexhrm.com";
+
+/// How a new config reaches the watched folder.
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    /// Truncate and write the file itself.
+    InPlace,
+    /// Write a temporary file and rename it over the old one, as editors do.
+    Rename,
+    /// Kubernetes ConfigMap: `signpost.yaml -> ..data/signpost.yaml`, `..data -> ..vN`,
+    /// and an update re-points `..data`.
+    SymlinkSwap,
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    listeners: [std::net::SocketAddr; 3],
+    version: u32,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listeners = [0; 3].map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        Self {
+            dir,
+            listeners,
+            version: 0,
+        }
+    }
+
+    /// The example config on this setup's ports, with `timeclock` set to `target`, passed
+    /// through `patch` for the broken variants.
+    fn config_text(&self, target: &str) -> String {
+        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
+        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        config["listen"]["http"] = Value::from(self.listeners[0].to_string());
+        config["listen"]["https"] = Value::from(self.listeners[1].to_string());
+        config["listen"]["admin"] = Value::from(self.listeners[2].to_string());
+        config["tls"]["certs"] = Value::from(self.dir.path().join("certs").to_str().unwrap());
+        config["vars"]["timeclock"] = Value::from(target);
+        serde_yaml::to_string(&config).unwrap()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("signpost.yaml")
+    }
+
+    fn copy_certs(&self) {
+        let dst = self.dir.path().join("certs");
+        std::fs::create_dir_all(&dst).unwrap();
+        for name in ["flexhosting-se", "exempel-com"] {
+            for ext in ["crt", "key"] {
+                std::fs::copy(
+                    repo().join(format!("certs/{name}.{ext}")),
+                    dst.join(format!("{name}.{ext}")),
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    fn write(&mut self, how: Write, text: &str) {
+        let path = self.config_path();
+        match how {
+            Write::InPlace => std::fs::write(&path, text).unwrap(),
+            Write::Rename => {
+                let tmp = self.dir.path().join(".signpost.yaml.swp");
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+            }
+            Write::SymlinkSwap => {
+                self.version += 1;
+                let root = self.dir.path();
+                let version = root.join(format!("..v{}", self.version));
+                std::fs::create_dir(&version).unwrap();
+                std::fs::write(version.join("signpost.yaml"), text).unwrap();
+                let tmp = root.join("..data_tmp");
+                std::os::unix::fs::symlink(version.file_name().unwrap(), &tmp).unwrap();
+                std::fs::rename(&tmp, root.join("..data")).unwrap();
+                if !path.exists() {
+                    std::os::unix::fs::symlink("..data/signpost.yaml", &path).unwrap();
+                }
+            }
+        }
+    }
+
+    fn start(mut self, how: Write, target: &str) -> (Gateway, Setup) {
+        self.copy_certs();
+        let text = self.config_text(target);
+        self.write(how, &text);
+        let dir = tempfile::tempdir().unwrap(); // the gateway's own scratch folder
+        let gw = Gateway::spawn(
+            self.config_path(),
+            dir,
+            self.listeners,
+            Stdio::inherit(),
+            "error",
+        );
+        (gw, self)
+    }
+}
+
+fn location_of(target: &str) -> String {
+    format!("https://{target}/Entre/1234")
+}
+
+/// Clients that request the timeclock URL in a loop and count anything that is not one of
+/// the two valid answers.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    bad: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(gw: &Gateway, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let bad = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let url = gw.url("http://acme.flexhosting.se/Timeclock/Entre");
+        let tasks = (0..clients)
+            .map(|_| {
+                let (client, url, stop, ok, bad) = (
+                    gw.client("http"),
+                    url.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    bad.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(resp) => {
+                                let loc = resp
+                                    .headers()
+                                    .get("location")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let valid = resp.status() == 307
+                                    && (loc == Some(location_of(A)) || loc == Some(location_of(B)));
+                                if valid {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    bad.lock()
+                                        .unwrap()
+                                        .push(format!("{} {loc:?}", resp.status()));
+                                }
+                            }
+                            Err(e) => bad.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            bad,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let bad = self.bad.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), bad)
+    }
+}
+
+/// Polls until the gateway answers with `target`; returns how long that took.
+async fn time_until_served(gw: &Gateway, target: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let client = gw.client("http");
+    let url = gw.url("http://acme.flexhosting.se/Timeclock/Entre");
+    loop {
+        let resp = client.get(&url).send().await.unwrap();
+        if resp.headers()["location"] == location_of(target).as_str() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{target} not served within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn reload_under_traffic(how: Write) {
+    let (gw, mut setup) = Setup::new().start(how, A);
+    let traffic = Traffic::start(&gw, 4);
+    let mut slowest = Duration::ZERO;
+    for round in 0..12 {
+        let target = if round % 2 == 0 { B } else { A };
+        let text = setup.config_text(target);
+        setup.write(how, &text);
+        let took = time_until_served(&gw, target, Duration::from_secs(5)).await;
+        slowest = slowest.max(took);
+    }
+    let (ok, bad) = traffic.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{how:?}: {} bad answers, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(ok > 100, "{how:?}: only {ok} requests went through");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "{how:?}: a new config took {slowest:?} to be served"
+    );
+    let (_, config) = gw.admin("/config");
+    assert!(config.contains("\"generation\": 13"), "{how:?}: {config}");
+    eprintln!("{how:?}: {ok} requests, 0 failed, slowest reload served after {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_in_place_under_traffic() {
+    reload_under_traffic(Write::InPlace).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_rename_under_traffic() {
+    reload_under_traffic(Write::Rename).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_configmap_symlink_swap_under_traffic() {
+    reload_under_traffic(Write::SymlinkSwap).await;
+}
+
+fn metric(gw: &Gateway, line_start: &str) -> f64 {
+    let (_, text) = gw.admin("/metrics");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line_start)
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {line_start} in metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_configs_keep_the_old_tables() {
+    let (gw, mut setup) = Setup::new().start(Write::Rename, A);
+    let traffic = Traffic::start(&gw, 2);
+    let good = setup.config_text(A);
+    let broken = [
+        ("syntax error", good.replace("tenants:", "tenants: [")),
+        (
+            "unknown field",
+            good.replace(
+                "customer_number: '1234'",
+                "customer_number: '1234'\n  colour: blue",
+            ),
+        ),
+        (
+            "duplicate host",
+            good.replace("- exempel.com", "- exempel.com\n  - acme.flexhosting.se"),
+        ),
+    ];
+    for (i, (what, text)) in broken.iter().enumerate() {
+        assert_ne!(text, &good, "{what}: the test failed to break the config");
+        setup.write(Write::Rename, text);
+        // The watcher notices, fails, and counts it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric(&gw, "signpost_config_reloads_total{result=\"error\"}") < (i + 1) as f64 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: reload error not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = gw.admin_post("/-/reload", &[]);
+        assert_eq!(status, 422, "{what}: {body}");
+        assert!(
+            body.contains("signpost.yaml:"),
+            "{what}: errors must name file and line: {body}"
+        );
+        let resp = gw.get("http://acme.flexhosting.se/Timeclock/Entre").await;
+        assert_eq!(
+            resp.headers()["location"],
+            location_of(A).as_str(),
+            "{what}"
+        );
+    }
+    let (ok, bad) = traffic.finish().await;
+    assert!(bad.is_empty() && ok > 0, "{ok} ok, bad: {bad:?}");
+    assert_eq!(metric(&gw, "signpost_config_generation"), 1.0);
+    // Fixed again: served again.
+    setup.write(Write::Rename, &setup.config_text(B));
+    time_until_served(&gw, B, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn reload_endpoint_needs_the_token_when_one_is_configured() {
+    let gw = Gateway::start_with(|config, dir| {
+        std::fs::write(dir.join("admin.token"), "t0ken-for-tests\n").unwrap();
+        config["admin"] = serde_yaml::from_str(&format!(
+            "token_file: {}",
+            dir.join("admin.token").display()
+        ))
+        .unwrap();
+    });
+    assert_eq!(gw.admin_post("/-/reload", &[]).0, 401);
+    assert_eq!(
+        gw.admin_post("/-/reload", &[("Authorization", "Bearer wrong")])
+            .0,
+        401
+    );
+    let (status, body) = gw.admin_post("/-/reload", &[("Authorization", "Bearer t0ken-for-tests")]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\": \"ok\""), "{body}");
+}
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let gw = Gateway::start_example(None);
+    let before = metric(&gw, "signpost_config_generation");
+    std::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&gw, "signpost_config_generation") < before + 1.0 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&gw, "signpost_config_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn new_certificate_is_served_on_the_next_handshake() {
+    let (gw, setup) = Setup::new().start(Write::Rename, A);
+    let host = "hrm.nytt-bolag.se";
+    let ca = TestCa::new();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .resolve(host, gw.https)
+        .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("https://{host}:{}/Timeclock", gw.https.port());
+    assert!(
+        client.get(&url).send().await.is_err(),
+        "no certificate for {host} yet"
+    );
+    let (cert, key) = ca.issue(&[host]);
+    let certs = setup.dir.path().join("certs");
+    std::fs::write(certs.join("nytt-bolag.key"), key).unwrap();
+    std::fs::write(certs.join("nytt-bolag.crt"), cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(resp) = client.get(&url).send().await {
+            assert_eq!(served_names(&resp), vec![host.to_owned()]);
+            assert_eq!(
+                resp.status(),
+                421,
+                "the host has a certificate but no tenant yet"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
