@@ -62,6 +62,11 @@ enum LogFormat {
     Json,
 }
 
+/// mimalloc returns memory freed by a reload to the OS; glibc's per-thread arenas kept the
+/// old table's pages (RSS tripled after three 100 000-tenant reloads).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Stragglers { admin }) = &cli.command {

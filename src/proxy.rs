@@ -21,7 +21,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::report::census::{now, Census, Sighting};
+use crate::report::census::Census;
 use crate::report::metrics::Metrics;
 use crate::route::{route, Decision, Request, Scheme};
 use crate::table::{Signals, Tables};
@@ -360,22 +360,17 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let client = match (&ctx.route, self.census.enabled()) {
-            (Some(l), true) => {
-                let client = self.census.identify(&head.headers, peer);
-                let id = client.id.clone();
-                self.census.record(Sighting {
-                    tenant: l.tenant.clone(),
-                    kind: l.kind.clone(),
-                    client,
-                    path: path.to_owned(),
-                    status: status.map_or(0, |s| s.as_u16()),
-                    at: now(),
-                });
-                Some(id)
-            }
-            _ => None,
-        };
+        let census = self.census.enabled();
+        if let (Some(l), true) = (&ctx.route, census) {
+            let status = status.map_or(0, |s| s.as_u16());
+            self.census
+                .record(&l.tenant, &l.kind, &head.headers, peer, path, status);
+        }
+        // The census id costs a SHA-256; only pay for it when the access log is on.
+        let client = (census
+            && ctx.route.is_some()
+            && tracing::enabled!(target: "signpost::access", tracing::Level::INFO))
+        .then(|| self.census.identify(&head.headers, peer).id);
         tracing::info!(
             target: "signpost::access",
             tenant,

@@ -1,20 +1,25 @@
 //! The census of legacy clients: who still calls the old addresses, per tenant and kind.
 //!
-//! The request path only *sends* a [`Sighting`] into a bounded queue (no lock, no waiting; when
-//! the queue is full the sighting is dropped and counted). One worker task drains the queue in
-//! batches into a bounded LRU table (least recently seen evicted first) and a per-kind timeline,
-//! snapshots both to a state file (write + rename) periodically and at shutdown, and restores
-//! them at start, so a restart loses at most one interval.
+//! The request path does as little as it can: it hashes the raw identity of the client, takes
+//! the lock of *its own worker thread's* shard (so workers never contend) and bumps a counter in
+//! a small map; only a client new to that shard costs an allocation. Every 200 ms one
+//! background task swaps each shard's map for an empty one and folds what it took into the
+//! bounded LRU table (least recently seen evicted first) and a per-kind timeline. There the
+//! identity is hashed for good, so raw credentials live only in memory, for at most one drain
+//! interval. The table is snapshotted to a state file (write + rename) periodically and at
+//! shutdown, and restored at start, so a restart loses at most one interval.
 //!
 //! A client is a fingerprint of: the credential's identity (Basic user name, Bearer token or a
-//! configured API-key header — hashed here, never kept in clear), the User-Agent's product
+//! configured API-key header — hashed, never stored in clear), the User-Agent's product
 //! token, and the client address (the first `X-Forwarded-For` hop when the peer is a trusted
 //! proxy). Paths are kept without query and with redacted captures shown as `…`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +27,6 @@ use http::header::{AUTHORIZATION, USER_AGENT};
 use http::HeaderMap;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use crate::config::CensusSettings;
@@ -30,20 +34,43 @@ use crate::config::CensusSettings;
 /// Width of one timeline bucket, and how many are kept (48 hours).
 pub const BUCKET_SECONDS: u64 = 300;
 const BUCKETS: u64 = 576;
-/// Sightings that may wait for the worker before new ones are dropped.
-const QUEUE: usize = 65_536;
 
-/// One request seen on a legacy host.
+/// Requests of one client, as the worker folds them into the table.
 #[derive(Debug)]
-pub struct Sighting {
-    pub tenant: Arc<str>,
-    pub kind: Arc<str>,
-    pub client: Client,
-    /// Path without query, redacted captures replaced by `…`.
-    pub path: String,
-    pub status: u16,
-    pub at: u64,
+struct Sighting {
+    tenant: Arc<str>,
+    kind: Arc<str>,
+    client: Client,
+    first_seen: u64,
+    last_seen: u64,
+    count: u64,
+    path: String,
+    status: u16,
 }
+
+/// A client's identity as the request showed it, before hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawIdentity {
+    /// (`basic` | `bearer` | … | API-key header name, raw value)
+    credential: Option<(String, String)>,
+    user_agent: String,
+    address: Option<IpAddr>,
+}
+
+/// What a shard accumulates for one raw identity between drains.
+#[derive(Debug)]
+struct Pending {
+    tenant: Arc<str>,
+    kind: Arc<str>,
+    identity: RawIdentity,
+    first_seen: u64,
+    last_seen: u64,
+    count: u64,
+    path: String,
+    status: u16,
+}
+
+type Shard = HashMap<u64, Pending, foldhash::fast::RandomState>;
 
 /// Who a legacy client is, with nothing secret in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +118,7 @@ pub struct Report {
 
 type Key = (String, String, String);
 
+/// The table the worker owns; reports copy out of it.
 struct Data {
     clients: LruCache<Key, ClientRow>,
     /// bucket start → kind → count
@@ -100,18 +128,27 @@ struct Data {
 
 /// The census handle shared by the proxy (to record) and the admin listener (to report).
 pub struct Census {
-    tx: mpsc::Sender<Sighting>,
-    data: Arc<Mutex<Data>>,
+    /// One per worker thread (by thread index modulo the count): never contended.
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    data: Mutex<Data>,
     settings: CensusSettings,
     metrics: Arc<Metrics>,
 }
 
-/// Drains the queue; run it with [`CensusWorker::run`].
+/// Drains the shards; run it with [`CensusWorker::run`].
 pub struct CensusWorker {
-    rx: mpsc::Receiver<Sighting>,
-    data: Arc<Mutex<Data>>,
-    settings: CensusSettings,
-    metrics: Arc<Metrics>,
+    census: Arc<Census>,
+}
+
+/// Shards: more than any sensible worker-thread count, so each worker has its own.
+const SHARDS: usize = 64;
+/// How often the worker drains the shards.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
 pub fn now() -> u64 {
@@ -142,64 +179,82 @@ impl Census {
                 }
             }
         }
-        let data = Arc::new(Mutex::new(data));
-        let (tx, rx) = mpsc::channel(QUEUE);
         let census = Arc::new(Census {
-            tx,
-            data: data.clone(),
-            settings: settings.clone(),
-            metrics: metrics.clone(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            data: Mutex::new(data),
+            settings,
+            metrics,
         });
-        (
-            census,
-            CensusWorker {
-                rx,
-                data,
-                settings,
-                metrics,
-            },
-        )
+        (census.clone(), CensusWorker { census })
     }
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
     }
 
-    /// Queues a sighting; never waits.
-    pub fn record(&self, sighting: Sighting) {
-        if self.tx.try_send(sighting).is_err() {
-            self.metrics.census_dropped.inc();
+    /// Counts one request of the client that `headers` and `peer` identify. Allocates only for
+    /// a client new to this worker's shard since the last drain.
+    pub fn record(
+        &self,
+        tenant: &Arc<str>,
+        kind: &Arc<str>,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+        path: &str,
+        status: u16,
+    ) {
+        let at = now();
+        let address = self.client_address(headers, peer);
+        let credential = self.raw_credential(headers);
+        let user_agent = user_agent_token(headers);
+        let key = self
+            .hasher
+            .hash_one((&**tenant, &**kind, credential, user_agent, address));
+        let Ok(mut shard) = self.shards[SHARD.with(|s| *s)].lock() else {
+            return;
+        };
+        if let Some(p) = shard.get_mut(&key) {
+            p.count += 1;
+            p.last_seen = at;
+            p.status = status;
+            if p.path != path {
+                p.path.clear();
+                p.path.push_str(path);
+            }
+            return;
         }
+        if shard.len() >= self.settings.max_clients {
+            self.metrics.census_dropped.inc();
+            return;
+        }
+        let identity = RawIdentity {
+            credential: credential.map(|(label, value)| (label.to_owned(), value.to_owned())),
+            user_agent: user_agent.to_owned(),
+            address,
+        };
+        let pending = Pending {
+            tenant: tenant.clone(),
+            kind: kind.clone(),
+            identity,
+            first_seen: at,
+            last_seen: at,
+            count: 1,
+            path: path.to_owned(),
+            status,
+        };
+        shard.insert(key, pending);
     }
 
-    /// Identifies the client of a request.
+    /// The client as the census names it (for the access log).
     pub fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
-        let address = self
-            .client_address(headers, peer)
-            .map_or_else(String::new, |a| a.to_string());
-        let user_agent: String = headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ua| ua.split_whitespace().next())
-            .map(|token| {
-                token
-                    .chars()
-                    .filter(|c| c.is_ascii_graphic())
-                    .take(64)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let credential = self.credential(headers);
-        let id = short_hash(
-            &[credential.as_deref().unwrap_or(""), &user_agent, &address],
-            6,
-        );
-        Client {
-            id,
-            user_agent,
-            address,
-            credential,
-        }
+        let credential = self.raw_credential(headers);
+        let identity = RawIdentity {
+            credential: credential.map(|(l, v)| (l.to_owned(), v.to_owned())),
+            user_agent: user_agent_token(headers).to_owned(),
+            address: self.client_address(headers, peer),
+        };
+        identity.client()
     }
 
     fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
@@ -220,22 +275,15 @@ impl Census {
         Some(first_hop.unwrap_or(peer))
     }
 
-    /// `scheme:hash` of the credential's identity, if the request carries one.
-    fn credential(&self, headers: &HeaderMap) -> Option<String> {
+    /// The credential as sent: (`authorization` or the API-key header's name, raw value).
+    fn raw_credential<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Option<(&'s str, &'h str)> {
         if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-            let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth, ""));
-            let scheme = scheme.to_ascii_lowercase();
-            let identity = match scheme.as_str() {
-                // For Basic, the user name is the identity; the password is never looked at.
-                "basic" => basic_user(rest.trim()).unwrap_or_default(),
-                _ => rest.trim().to_owned(),
-            };
-            return Some(format!("{scheme}:{}", short_hash(&[&identity], 6)));
+            return Some(("authorization", auth));
         }
-        self.settings.api_key_headers.iter().find_map(|name| {
-            let value = headers.get(name.as_str())?.to_str().ok()?;
-            Some(format!("{name}:{}", short_hash(&[value], 6)))
-        })
+        self.settings
+            .api_key_headers
+            .iter()
+            .find_map(|name| Some((name.as_str(), headers.get(name.as_str())?.to_str().ok()?)))
     }
 
     /// The census as it is now.
@@ -250,40 +298,29 @@ impl Census {
         rows.truncate(self.settings.metric_clients);
         rows
     }
-}
 
-impl CensusWorker {
-    /// Drains sightings until `shutdown` fires, saving the state file every interval and once
-    /// more on the way out.
-    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut save =
-            tokio::time::interval(self.settings.snapshot_interval.max(Duration::from_secs(1)));
-        save.tick().await;
-        let mut batch = Vec::with_capacity(1024);
-        loop {
-            tokio::select! {
-                n = self.rx.recv_many(&mut batch, 1024) => {
-                    if n == 0 { break; }
-                    self.absorb(&mut batch);
-                }
-                _ = save.tick() => self.save(),
-                _ = shutdown.changed() => break,
-            }
-        }
-        // Whatever is still queued belongs in the last snapshot.
-        while let Ok(s) = self.rx.try_recv() {
-            batch.push(s);
-        }
-        self.absorb(&mut batch);
-        self.save();
-    }
-
-    fn absorb(&self, batch: &mut Vec<Sighting>) {
+    /// Folds every shard's pending counts into the table.
+    fn drain(&self) {
+        let taken: Vec<Shard> = self
+            .shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|mut s| std::mem::take(&mut *s)))
+            .collect();
         let Ok(mut data) = self.data.lock() else {
             return;
         };
-        for s in batch.drain(..) {
-            if data.record(s) {
+        for p in taken.into_iter().flat_map(|s| s.into_values()) {
+            let sighting = Sighting {
+                client: p.identity.client(),
+                tenant: p.tenant,
+                kind: p.kind,
+                first_seen: p.first_seen,
+                last_seen: p.last_seen,
+                count: p.count,
+                path: p.path,
+                status: p.status,
+            };
+            if data.record(sighting) {
                 self.metrics.census_evictions.inc();
             }
         }
@@ -291,18 +328,90 @@ impl CensusWorker {
 
     /// Writes the state file: a temporary file renamed over the old one, so a crash mid-write
     /// leaves the previous snapshot intact.
-    pub fn save(&self) {
+    fn save(&self) {
         let Some(path) = &self.settings.state_file else {
             return;
         };
-        let report = match self.data.lock() {
-            Ok(d) => d.report(),
-            Err(_) => return,
-        };
+        let report = self.report();
         if let Err(e) = write_atomically(path, &report) {
             tracing::warn!(file = %path.display(), error = %e, "census state not saved");
         }
     }
+}
+
+impl CensusWorker {
+    /// Drains the shards every 200 ms until `shutdown` fires, saving the state file every
+    /// interval and once more on the way out.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let census = self.census;
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        let mut save = tokio::time::interval(
+            census
+                .settings
+                .snapshot_interval
+                .max(Duration::from_secs(1)),
+        );
+        save.tick().await;
+        loop {
+            tokio::select! {
+                _ = drain.tick() => census.drain(),
+                _ = save.tick() => census.save(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        census.drain();
+        census.save();
+    }
+}
+
+impl RawIdentity {
+    /// Hashes the identity into the census's client: nothing secret survives this.
+    fn client(&self) -> Client {
+        let credential = self.credential.as_ref().map(|(label, value)| {
+            let (label, identity) = if label == "authorization" {
+                let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.as_str(), ""));
+                let scheme = scheme.to_ascii_lowercase();
+                // For Basic, the user name is the identity; the password is never looked at.
+                let identity = match scheme.as_str() {
+                    "basic" => basic_user(rest.trim()).unwrap_or_default(),
+                    _ => rest.trim().to_owned(),
+                };
+                (scheme, identity)
+            } else {
+                (label.clone(), value.clone())
+            };
+            format!("{label}:{}", short_hash(&[&identity], 6))
+        });
+        let address = self.address.map_or_else(String::new, |a| a.to_string());
+        let id = short_hash(
+            &[
+                credential.as_deref().unwrap_or(""),
+                &self.user_agent,
+                &address,
+            ],
+            6,
+        );
+        Client {
+            id,
+            user_agent: self.user_agent.clone(),
+            address,
+            credential,
+        }
+    }
+}
+
+/// The User-Agent's product token (`curl/8.5.0` of `curl/8.5.0 (x86_64)`), at most 64 bytes.
+fn user_agent_token(headers: &HeaderMap) -> &str {
+    let token = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split_whitespace().next())
+        .unwrap_or("");
+    let mut end = token.len().min(64);
+    while !token.is_char_boundary(end) {
+        end -= 1;
+    }
+    &token[..end]
 }
 
 fn write_atomically(path: &Path, report: &Report) -> std::io::Result<()> {
@@ -323,15 +432,15 @@ fn restore(path: &Path) -> std::io::Result<Option<Report>> {
 }
 
 impl Data {
-    /// Adds one sighting; returns whether a client was evicted to make room.
+    /// Adds one client's requests; returns whether a client was evicted to make room.
     fn record(&mut self, s: Sighting) -> bool {
-        let bucket = s.at - s.at % BUCKET_SECONDS;
+        let bucket = s.last_seen - s.last_seen % BUCKET_SECONDS;
         *self
             .timeline
             .entry(bucket)
             .or_default()
             .entry(s.kind.to_string())
-            .or_default() += 1;
+            .or_default() += s.count;
         while self.timeline.len() as u64 > BUCKETS {
             self.timeline.pop_first();
         }
@@ -341,19 +450,22 @@ impl Data {
             s.client.id.clone(),
         );
         if let Some(row) = self.clients.get_mut(&key) {
-            row.last_seen = row.last_seen.max(s.at);
-            row.count += 1;
-            row.last_path = s.path;
-            row.last_status = s.status;
+            row.first_seen = row.first_seen.min(s.first_seen);
+            if s.last_seen >= row.last_seen {
+                row.last_seen = s.last_seen;
+                row.last_path = s.path;
+                row.last_status = s.status;
+            }
+            row.count += s.count;
             return false;
         }
         let row = ClientRow {
             tenant: key.0.clone(),
             kind: key.1.clone(),
             client: s.client,
-            first_seen: s.at,
-            last_seen: s.at,
-            count: 1,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            count: s.count,
             last_path: s.path,
             last_status: s.status,
         };
@@ -524,8 +636,47 @@ mod tests {
             },
             path: "/HRM/API/v1".into(),
             status: 200,
-            at,
+            first_seen: at,
+            last_seen: at,
+            count: 1,
         }
+    }
+
+    #[test]
+    fn record_aggregates_per_shard_and_drain_folds_into_the_table() {
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let (tenant, kind): (Arc<str>, Arc<str>) = ("acme".into(), "api".into());
+        let peer = Some("192.0.2.7".parse().unwrap());
+        let a = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
+        let b = headers(&[("authorization", "Bearer tok-B"), ("user-agent", "Sync/1")]);
+        for _ in 0..3 {
+            census.record(&tenant, &kind, &a, peer, "/HRM/API/a", 200);
+        }
+        census.record(&tenant, &kind, &b, peer, "/HRM/API/b", 201);
+        assert!(
+            census.report().clients.is_empty(),
+            "nothing reaches the table before a drain"
+        );
+        census.drain();
+        let mut rows: Vec<(u64, String, u16)> = census
+            .report()
+            .clients
+            .into_iter()
+            .map(|r| (r.count, r.last_path, r.last_status))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![(1, "/HRM/API/b".into(), 201), (3, "/HRM/API/a".into(), 200)]
+        );
+        // Same client after the drain: the row grows, no new row.
+        census.record(&tenant, &kind, &a, peer, "/HRM/API/c", 200);
+        census.drain();
+        assert_eq!(census.report().clients.len(), 2);
+        assert_eq!(
+            census.report().clients.iter().map(|r| r.count).sum::<u64>(),
+            5
+        );
     }
 
     #[test]
