@@ -172,10 +172,12 @@ impl Live {
         {
             tracing::warn!("`listen` and `server` changes apply only after a restart (or a graceful upgrade); everything else is live");
         }
-        self.tables.store(Arc::new(config.table));
+        drop(self.tables.swap(Arc::new(config.table)));
         if let (Some(slot), Some(store)) = (&self.certs, config.certs) {
             slot.store(Arc::new(store));
         }
+        drop(previous);
+        tokio::task::spawn_blocking(release_freed_memory);
         *fingerprint_slot = fingerprint;
         self.publish(&info);
         self.info.store(Arc::new(info));
@@ -246,6 +248,14 @@ impl Live {
             }
         }
     }
+}
+
+/// Returns the memory a config load just freed (its parse tree, a replaced table) to the OS
+/// now, instead of whenever the allocator next gets around to it: a 100 000-tenant load leaves
+/// a few hundred MB of garbage behind.
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps; it takes no pointers from us.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 fn info_of(config: &Config, generation: u64) -> ConfigInfo {

@@ -38,6 +38,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         rules = config.table.rule_count(),
         "config loaded"
     );
+    crate::reload::release_freed_memory();
     let metrics = Arc::new(Metrics::new());
     let live = Live::new(config_path, config, metrics.clone());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone());
