@@ -13,12 +13,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18099".into());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18099".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
                 let service = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
@@ -30,7 +37,9 @@ fn main() {
                         .unwrap();
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
             });
         }
     });

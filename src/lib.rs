@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod explain;
+pub mod front;
 pub mod proxy;
 pub mod reload;
 pub mod report;

@@ -21,9 +21,8 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::report::census::Census;
-use crate::report::metrics::Metrics;
-use crate::route::{route, Decision, Request, Scheme};
+use crate::report::{Finished, Recorder};
+use crate::route::{route, Decision, Labels, Request, Scheme};
 use crate::table::{Signals, Tables};
 use crate::upstream::Upstream;
 
@@ -36,8 +35,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// The gateway: reads the routing snapshot, never writes it.
 pub struct Gateway {
     pub tables: Tables,
-    pub metrics: Arc<Metrics>,
-    pub census: Arc<Census>,
+    pub recorder: Arc<Recorder>,
 }
 
 /// Per-request state.
@@ -45,17 +43,6 @@ pub struct RequestCtx {
     started: Instant,
     route: Option<Labels>,
     forward: Option<ForwardPlan>,
-}
-
-/// What the request matched, carried past the snapshot guard for metrics, census and log.
-/// The labels are `Arc<str>` from the table: cloning them allocates nothing.
-struct Labels {
-    tenant: Arc<str>,
-    kind: Arc<str>,
-    rule: Arc<str>,
-    action: &'static str,
-    /// The path with redacted captures replaced, when the rule redacts any.
-    redacted_path: Option<String>,
 }
 
 /// Where a forwarded request goes, decided in `request_filter`.
@@ -127,23 +114,7 @@ impl Gateway {
         };
         let routed = route(&table, &req);
         let signals = routed.tenant.map(|t| &t.signals);
-        ctx.route = routed.tenant.map(|tenant| {
-            let (kind, rule) = routed.rule.map_or_else(
-                || (Arc::from("_none"), Arc::from("")),
-                |r| (r.kind.clone(), r.name.clone()),
-            );
-            let redacted_path = routed
-                .rule
-                .filter(|r| !r.redact.is_empty())
-                .map(|r| routed.captures.redact(head.uri.path(), &r.redact));
-            Labels {
-                tenant: tenant.id.clone(),
-                kind,
-                rule,
-                action: routed.decision.action(),
-                redacted_path,
-            }
-        });
+        ctx.route = routed.labels(head.uri.path());
         Ok(match routed.decision {
             Decision::Redirect { status, location } => {
                 let mut header = ResponseHeader::build(status, Some(4))?;
@@ -329,61 +300,25 @@ impl ProxyHttp for Gateway {
 
     /// One place for everything recorded about a finished request: metrics, census, log.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map(|r| r.status);
-        let code = status.as_ref().map_or("0", |s| s.as_str());
-        let (tenant, kind, rule, action) = match &ctx.route {
-            Some(l) => (&*l.tenant, &*l.kind, &*l.rule, l.action),
-            None => ("_unknown", "_none", "", "reject"),
-        };
-        let elapsed = ctx.started.elapsed();
-        self.metrics
-            .requests
-            .with_label_values(&[tenant, kind, action, code])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[kind, action])
-            .observe(elapsed.as_secs_f64());
-        if let (Some(e), Some(plan)) = (error, &ctx.forward) {
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[&plan.upstream.name, upstream_reason(e)])
-                .inc();
-        }
         let head = session.req_header();
-        let path = ctx
-            .route
-            .as_ref()
-            .and_then(|l| l.redacted_path.as_deref())
-            .unwrap_or(head.uri.path());
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let census = self.census.enabled();
-        if let (Some(l), true) = (&ctx.route, census) {
-            let status = status.map_or(0, |s| s.as_u16());
-            self.census
-                .record(&l.tenant, &l.kind, &head.headers, peer, path, status);
-        }
-        // The census id costs a SHA-256; only pay for it when the access log is on.
-        let client = (census
-            && ctx.route.is_some()
-            && tracing::enabled!(target: "signpost::access", tracing::Level::INFO))
-        .then(|| self.census.identify(&head.headers, peer).id);
-        tracing::info!(
-            target: "signpost::access",
-            tenant,
-            kind,
-            rule,
-            action,
-            status = code,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            client = client.as_deref().unwrap_or(""),
-            method = %head.method,
-            path,
-            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
-        );
+        let upstream_error = match (error, &ctx.forward) {
+            (Some(e), Some(plan)) => Some((&*plan.upstream.name, upstream_reason(e))),
+            _ => None,
+        };
+        self.recorder.finish(Finished {
+            labels: ctx.route.as_ref(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            method: &head.method,
+            path: head.uri.path(),
+            headers: &head.headers,
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            elapsed: ctx.started.elapsed(),
+            upstream_error,
+            error: error.map(|e| e.etype().as_str()).unwrap_or(""),
+        });
     }
 
     /// What pingora's own error log says about a request: no query string and no redacted

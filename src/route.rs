@@ -75,6 +75,40 @@ pub enum Decision<'t> {
     },
 }
 
+/// What a request matched, carried past the snapshot guard for metrics, census and log.
+/// The labels are `Arc<str>` from the table: cloning them allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub tenant: Arc<str>,
+    pub kind: Arc<str>,
+    pub rule: Arc<str>,
+    pub action: &'static str,
+    /// The path with redacted captures replaced, when the rule redacts any.
+    pub redacted_path: Option<String>,
+}
+
+impl Routed<'_> {
+    /// Labels for a request to a known tenant; `None` for an unknown host.
+    pub fn labels(&self, path: &str) -> Option<Labels> {
+        let tenant = self.tenant?;
+        let (kind, rule) = self.rule.map_or_else(
+            || (Arc::from("_none"), Arc::from("")),
+            |r| (r.kind.clone(), r.name.clone()),
+        );
+        let redacted_path = self
+            .rule
+            .filter(|r| !r.redact.is_empty())
+            .map(|r| self.captures.redact(path, &r.redact));
+        Some(Labels {
+            tenant: tenant.id.clone(),
+            kind,
+            rule,
+            action: self.decision.action(),
+            redacted_path,
+        })
+    }
+}
+
 impl Decision<'_> {
     /// The `action` label of metrics and `explain`.
     pub fn action(&self) -> &'static str {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -17,10 +18,12 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config;
+use crate::front::Front;
 use crate::proxy::Gateway;
 use crate::reload::Live;
 use crate::report::census::{Census, CensusWorker};
 use crate::report::metrics::Metrics;
+use crate::report::Recorder;
 use crate::tls::CertResolver;
 use crate::upstream::resolve_forever;
 
@@ -55,12 +58,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let gateway = Gateway {
-        tables: live.tables.clone(),
+    let recorder = Arc::new(Recorder {
         metrics,
         census: census.clone(),
+    });
+    let gateway = Gateway {
+        tables: live.tables.clone(),
+        recorder: recorder.clone(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    let mut pingora_proxy = HttpProxy::new(gateway, server.configuration.clone());
+    pingora_proxy.handle_init_modules();
+    let front = Front::new(pingora_proxy, live.tables.clone(), recorder);
+    let mut proxy = Service::new("signpost".to_owned(), front);
     if let Some(addr) = settings.listen.http {
         proxy.add_tcp(&addr.to_string());
     }

@@ -427,3 +427,55 @@ async fn upstream_with_an_untrusted_certificate_is_a_502_never_an_insecure_forwa
         "the upstream must not have received the request"
     );
 }
+
+/// The front door answers redirects itself and hands the connection to the proxy at the
+/// first forward, with the bytes it already read: pipelined requests must all be answered,
+/// in order, on one connection.
+#[tokio::test]
+async fn pipelined_redirects_and_forwards_share_one_connection() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let addr = gw.http;
+    let heads = tokio::task::spawn_blocking(move || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let host = "Host: acme.flexhosting.se\r\n";
+        let batch = format!(
+            "GET /Timeclock/A HTTP/1.1\r\n{host}\r\nGET /HRM/API/v1/one?x=1 HTTP/1.1\r\n{host}\r\nGET /Timeclock/B HTTP/1.1\r\n{host}\r\nHEAD /HRM/ShiftRequest/1 HTTP/1.1\r\n{host}\r\n"
+        );
+        writer.write_all(batch.as_bytes()).unwrap();
+        let mut heads: Vec<String> = (0..3).map(|_| read_response(&mut reader)).collect();
+        // HEAD: headers only, whatever Content-Length says.
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        heads.push(head);
+        heads
+    })
+    .await
+    .unwrap();
+    assert!(
+        heads[0].starts_with("HTTP/1.1 307") && heads[0].contains("/A/1234"),
+        "{}",
+        heads[0]
+    );
+    assert!(heads[1].starts_with("HTTP/1.1 201"), "{}", heads[1]);
+    assert!(
+        heads[2].starts_with("HTTP/1.1 307") && heads[2].contains("/B/1234"),
+        "{}",
+        heads[2]
+    );
+    assert!(heads[3].starts_with("HTTP/1.1 410"), "{}", heads[3]);
+    let seen = upstream.take();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/v1/one?x=1");
+}

@@ -193,6 +193,11 @@ impl Census {
         self.settings.enabled
     }
 
+    /// Lower-cased names of the headers that carry API keys.
+    pub fn api_key_headers(&self) -> &[String] {
+        &self.settings.api_key_headers
+    }
+
     /// Counts one request of the client that `headers` and `peer` identify. Allocates only for
     /// a client new to this worker's shard since the last drain.
     pub fn record(

@@ -4,3 +4,88 @@ pub mod census;
 pub mod metrics;
 pub mod page;
 pub mod table;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+
+use crate::route::Labels;
+use census::Census;
+use metrics::Metrics;
+
+/// Everything recorded about a finished request: metrics, census, access log.
+pub struct Recorder {
+    pub metrics: Arc<Metrics>,
+    pub census: Arc<Census>,
+}
+
+/// One finished request, as the front door or the proxy saw it.
+pub struct Finished<'a> {
+    /// `None` for an unknown host.
+    pub labels: Option<&'a Labels>,
+    /// `0` when no response was written.
+    pub status: u16,
+    pub method: &'a Method,
+    /// The request path (no query); replaced by the labels' redacted path when there is one.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub peer: Option<IpAddr>,
+    pub elapsed: Duration,
+    /// (upstream, reason) of a failed forward.
+    pub upstream_error: Option<(&'a str, &'static str)>,
+    pub error: &'a str,
+}
+
+impl Recorder {
+    pub fn finish(&self, f: Finished<'_>) {
+        let status = http::StatusCode::from_u16(f.status).ok();
+        let code = status.as_ref().map_or("0", |s| s.as_str());
+        let (tenant, kind, rule, action) = match f.labels {
+            Some(l) => (&*l.tenant, &*l.kind, &*l.rule, l.action),
+            None => ("_unknown", "_none", "", "reject"),
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[tenant, kind, action, code])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[kind, action])
+            .observe(f.elapsed.as_secs_f64());
+        if let Some((upstream, reason)) = f.upstream_error {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[upstream, reason])
+                .inc();
+        }
+        let path = f
+            .labels
+            .and_then(|l| l.redacted_path.as_deref())
+            .unwrap_or(f.path);
+        let census = self.census.enabled();
+        if let (Some(l), true) = (f.labels, census) {
+            self.census
+                .record(&l.tenant, &l.kind, f.headers, f.peer, path, f.status);
+        }
+        // The census id costs a SHA-256; only pay for it when the access log is on.
+        let client = (census
+            && f.labels.is_some()
+            && tracing::enabled!(target: "signpost::access", tracing::Level::INFO))
+        .then(|| self.census.identify(f.headers, f.peer).id);
+        tracing::info!(
+            target: "signpost::access",
+            tenant,
+            kind,
+            rule,
+            action,
+            status = code,
+            duration_ms = f.elapsed.as_secs_f64() * 1000.0,
+            client = client.as_deref().unwrap_or(""),
+            method = %f.method,
+            path,
+            error = f.error,
+        );
+    }
+}
