@@ -33,7 +33,8 @@ use crate::table::Tables;
 
 /// Request heads larger than this go to pingora, which answers them as it should (431/400).
 const MAX_HEAD: usize = 16 * 1024;
-/// How long an idle keep-alive connection, or a half-sent request head, may wait.
+/// How long an idle keep-alive connection may wait for the next request, and how long a
+/// request head may take to arrive in full.
 const IDLE: Duration = Duration::from_secs(60);
 const MAX_HEADERS: usize = 64;
 
@@ -70,6 +71,8 @@ impl Front {
         peer: Option<IpAddr>,
     ) -> Step {
         let started = Instant::now();
+        // The whole head must arrive within IDLE: trickling a byte at a time buys nothing.
+        let deadline = tokio::time::Instant::now() + IDLE;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
         let head_len = loop {
@@ -78,7 +81,7 @@ impl Front {
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
                 _ => return Step::HandOff,
             }
-            match tokio::time::timeout(IDLE, stream.read_buf(buf)).await {
+            match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Step::Close,
                 Ok(Ok(_)) => {}
             }
@@ -162,7 +165,13 @@ impl Head {
                     return None;
                 }
                 None
-            } else if ["transfer-encoding", "connection", "expect", "upgrade"]
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                // `keep-alive` is HTTP/1.1's default; anything else is pingora's to handle.
+                if !h.value.eq_ignore_ascii_case(b"keep-alive") {
+                    return None;
+                }
+                None
+            } else if ["transfer-encoding", "expect", "upgrade"]
                 .iter()
                 .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
             {
@@ -334,5 +343,42 @@ impl ServerApp for Front {
 
     async fn cleanup(&self) {
         self.proxy.cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Option<Head> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(req.parse(raw.as_bytes()).unwrap().is_complete(), "{raw:?}");
+        Head::read(&req, &["x-api-key".to_owned()])
+    }
+
+    #[test]
+    fn answers_only_plain_bodiless_http11_gets_and_heads() {
+        let ok = head("GET /a HTTP/1.1\r\nHost: a.se\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\nX-Api-Key: k\r\nAccept: */*\r\n\r\n").unwrap();
+        assert_eq!(ok.method, Method::GET);
+        assert_eq!(
+            ok.headers.len(),
+            2,
+            "only what routing and the census read: {:?}",
+            ok.headers
+        );
+        assert!(head("HEAD /a HTTP/1.1\r\nHost: a.se\r\n\r\n").is_some());
+        for raw in [
+            "GET /a HTTP/1.0\r\nHost: a.se\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: a.se\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nConnection: close\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nContent-Length: 5\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nExpect: 100-continue\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a.se\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(head(raw).is_none(), "the proxy must handle {raw:?}");
+        }
     }
 }
