@@ -19,17 +19,24 @@ use bytes::{Buf, BytesMut};
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::RequestHeader;
 use pingora::protocols::http::date::get_cached_date;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
+use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::proxy::Gateway;
+use crate::proxy::{
+    upstream_reason, Gateway, SignalHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
 use crate::report::{Finished, Recorder};
 use crate::route::{route, Decision, Request, Scheme};
 use crate::table::Tables;
+use crate::upstream::Upstream;
 
 /// Request heads larger than this go to pingora, which answers them as it should (431/400).
 const MAX_HEAD: usize = 16 * 1024;
@@ -40,6 +47,8 @@ const MAX_HEADERS: usize = 64;
 
 pub struct Front {
     proxy: Arc<HttpProxy<Gateway>>,
+    /// The front door's own upstream pool, for bodiless GET/HEAD forwards.
+    upstreams: Connector,
     tables: Tables,
     recorder: Arc<Recorder>,
 }
@@ -55,9 +64,15 @@ enum Step {
 }
 
 impl Front {
-    pub fn new(proxy: HttpProxy<Gateway>, tables: Tables, recorder: Arc<Recorder>) -> Self {
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        conf: &ServerConf,
+        tables: Tables,
+        recorder: Arc<Recorder>,
+    ) -> Self {
         Self {
             proxy: Arc::new(proxy),
+            upstreams: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
             tables,
             recorder,
         }
@@ -93,7 +108,7 @@ impl Front {
             return Step::HandOff;
         };
 
-        let (answer, labels) = {
+        let (plan, labels) = {
             let table = self.tables.load();
             let req = Request {
                 method: &head.method,
@@ -102,33 +117,296 @@ impl Front {
                 headers: &head.headers,
             };
             let routed = route(&table, &req);
-            if matches!(routed.decision, Decision::Forward { .. }) {
-                return Step::HandOff;
-            }
-            (
-                Answer::from(&routed, head.method == Method::HEAD),
-                routed.labels(head.uri.path()),
-            )
+            let plan = match &routed.decision {
+                Decision::Forward { upstream, path } => {
+                    let successor = format!("{}{}", upstream.origin, path);
+                    Plan::Forward {
+                        upstream: Arc::clone(upstream),
+                        target: path.clone(),
+                        signals: routed
+                            .tenant
+                            .and_then(|t| SignalHeaders::new(&t.signals, &successor)),
+                    }
+                }
+                _ => Plan::Answer(Answer::from(&routed, head.method == Method::HEAD)),
+            };
+            (plan, routed.labels(head.uri.path()))
         };
-        let written = stream.write_all(&answer.bytes).await.is_ok() && stream.flush().await.is_ok();
+        let (done, upstream_error) = match plan {
+            Plan::Answer(answer) => {
+                let written =
+                    stream.write_all(&answer.bytes).await.is_ok() && stream.flush().await.is_ok();
+                (
+                    Done {
+                        status: answer.status,
+                        keep_alive: written,
+                        error: if written { "" } else { "WriteError" },
+                    },
+                    None,
+                )
+            }
+            Plan::Forward {
+                upstream,
+                target,
+                signals,
+            } => {
+                let forward = Forward {
+                    upstream: &upstream,
+                    target: &target,
+                    signals,
+                    scheme,
+                    peer,
+                };
+                match self.forward(stream, parsed.headers, &head, forward).await {
+                    Ok(done) => (done, None),
+                    Err((done, reason)) => (done, Some((upstream.clone(), reason))),
+                }
+            }
+        };
         buf.advance(head_len);
+        let labels = labels.as_ref();
         self.recorder.finish(Finished {
-            labels: labels.as_ref(),
-            status: if written { answer.status } else { 0 },
+            labels,
+            status: done.status,
             method: &head.method,
             path: head.uri.path(),
             headers: &head.headers,
             peer,
             elapsed: started.elapsed(),
-            upstream_error: None,
-            error: if written { "" } else { "WriteError" },
+            upstream_error: upstream_error
+                .as_ref()
+                .map(|(u, reason)| (&*u.name, *reason)),
+            error: done.error,
         });
-        if written {
+        if done.keep_alive {
             Step::Answered
         } else {
             Step::Close
         }
     }
+
+    /// Forwards a bodiless GET or HEAD through the front door's own upstream pool and streams
+    /// the answer back; `Err` carries the upstream failure's reason for the metrics.
+    async fn forward(
+        &self,
+        stream: &mut Stream,
+        client_headers: &[httparse::Header<'_>],
+        head: &Head,
+        f: Forward<'_>,
+    ) -> Result<Done, (Done, &'static str)> {
+        let Some(peer) = f.upstream.peer() else {
+            return Err((error_response(stream, 502).await, "no_address"));
+        };
+        let failed = |e: Box<pingora::Error>| async move {
+            let status = match e.etype() {
+                pingora::ErrorType::ConnectTimedout
+                | pingora::ErrorType::ReadTimedout
+                | pingora::ErrorType::WriteTimedout => 504,
+                _ => 502,
+            };
+            (status, upstream_reason(&e))
+        };
+        let (mut up, _reused) = match self.upstreams.get_http_session(&peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                let (status, reason) = failed(e).await;
+                return Err((error_response(stream, status).await, reason));
+            }
+        };
+        up.set_read_timeout(Some(f.upstream.read_timeout));
+        let request = match upstream_request(client_headers, head, &f) {
+            Some(r) => r,
+            None => return Err((error_response(stream, 502).await, "other")),
+        };
+        let sent = async {
+            up.write_request_header(Box::new(request)).await?;
+            up.finish_request_body().await?;
+            loop {
+                up.read_response_header().await?;
+                if !up
+                    .response_header()
+                    .is_some_and(|r| r.status.is_informational())
+                {
+                    return Ok::<_, Box<pingora::Error>>(());
+                }
+            }
+        };
+        if let Err(e) = sent.await {
+            let (status, reason) = failed(e).await;
+            return Err((error_response(stream, status).await, reason));
+        }
+        let Some(mut resp) = up.response_header().cloned() else {
+            return Err((error_response(stream, 502).await, "other"));
+        };
+        for hop in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+        ] {
+            resp.remove_header(hop);
+        }
+        if let Some(signals) = &f.signals {
+            let _ = signals.apply(&mut resp);
+        }
+        let code = resp.status.as_u16();
+        let bodiless = head.method == Method::HEAD
+            || resp.status.is_informational()
+            || code == 204
+            || code == 304;
+        let chunked = !bodiless && !resp.headers.contains_key(http::header::CONTENT_LENGTH);
+        if chunked {
+            let _ = resp.insert_header("Transfer-Encoding", "chunked");
+        }
+        let mut out = BytesMut::with_capacity(512);
+        status_line_bytes(&mut out, resp.status, resp.get_reason_phrase());
+        resp.header_to_h1_wire(&mut out);
+        out.extend_from_slice(b"\r\n");
+        let broken = |status| Done {
+            status,
+            keep_alive: false,
+            error: "WriteError",
+        };
+        if stream.write_all(&out).await.is_err() {
+            return Ok(broken(code));
+        }
+        if !bodiless {
+            loop {
+                match up.read_response_body().await {
+                    Ok(Some(chunk)) => {
+                        let ok = if chunked {
+                            let size = format!("{:x}\r\n", chunk.len());
+                            stream.write_all(size.as_bytes()).await.is_ok()
+                                && stream.write_all(&chunk).await.is_ok()
+                                && stream.write_all(b"\r\n").await.is_ok()
+                        } else {
+                            stream.write_all(&chunk).await.is_ok()
+                        };
+                        if !ok {
+                            return Ok(broken(code));
+                        }
+                    }
+                    Ok(None) => break,
+                    // Mid-body: the client must see a broken response, not a complete one.
+                    Err(e) => {
+                        return Err((
+                            Done {
+                                status: code,
+                                keep_alive: false,
+                                error: "UpstreamBody",
+                            },
+                            upstream_reason(&e),
+                        ))
+                    }
+                }
+            }
+            if chunked && stream.write_all(b"0\r\n\r\n").await.is_err() {
+                return Ok(broken(code));
+            }
+        }
+        if stream.flush().await.is_err() {
+            return Ok(broken(code));
+        }
+        self.upstreams
+            .release_http_session(up, &peer, Some(IDLE))
+            .await;
+        Ok(Done {
+            status: code,
+            keep_alive: true,
+            error: "",
+        })
+    }
+}
+
+/// The request the upstream receives: the client's headers minus hop-by-hop ones and any
+/// `X-Forwarded-*` it claimed, with `Host` and `X-Forwarded-*` set by Signpost.
+fn upstream_request(
+    client_headers: &[httparse::Header<'_>],
+    head: &Head,
+    f: &Forward<'_>,
+) -> Option<RequestHeader> {
+    let mut req = RequestHeader::build(
+        head.method.clone(),
+        f.target.as_bytes(),
+        Some(client_headers.len() + 4),
+    )
+    .ok()?;
+    let mut original_host = head.uri.authority().map(|a| a.as_str().to_owned());
+    for h in client_headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            original_host.get_or_insert_with(|| String::from_utf8_lossy(h.value).into_owned());
+            continue;
+        }
+        let hop = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+        if hop || name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-") {
+            continue;
+        }
+        req.append_header(name.to_owned(), h.value).ok()?;
+    }
+    req.insert_header(http::header::HOST, &*f.upstream.authority)
+        .ok()?;
+    if let Some(ip) = f.peer {
+        req.insert_header(X_FORWARDED_FOR, ip.to_string()).ok()?;
+    }
+    req.insert_header(X_FORWARDED_PROTO, f.scheme.as_str())
+        .ok()?;
+    if let Some(host) = original_host {
+        req.insert_header(X_FORWARDED_HOST, host).ok()?;
+    }
+    Some(req)
+}
+
+/// A bodiless error answer to the client, keeping the connection.
+async fn error_response(stream: &mut Stream, status: u16) -> Done {
+    let status_code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let mut out = Vec::with_capacity(128);
+    status_line(&mut out, status_code);
+    header(&mut out, b"Content-Length", b"0");
+    header(&mut out, b"Date", get_cached_date().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let written = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
+    Done {
+        status,
+        keep_alive: written,
+        error: "upstream",
+    }
+}
+
+/// How one request ended on the front door.
+struct Done {
+    status: u16,
+    keep_alive: bool,
+    error: &'static str,
+}
+
+/// What routing decided, as owned data.
+enum Plan {
+    Answer(Answer),
+    Forward {
+        upstream: Arc<Upstream>,
+        target: String,
+        signals: Option<SignalHeaders>,
+    },
+}
+
+/// A forward in progress.
+struct Forward<'a> {
+    upstream: &'a Arc<Upstream>,
+    target: &'a str,
+    signals: Option<SignalHeaders>,
+    scheme: Scheme,
+    peer: Option<IpAddr>,
 }
 
 /// The parts of a parsed head that routing, census and log need.
@@ -262,12 +540,25 @@ impl Answer {
                     bytes: out,
                 };
             }
-            Decision::Forward { .. } => unreachable!("forwards are handed to the proxy"),
+            Decision::Forward { .. } => unreachable!("forwards are planned, not answered"),
         };
         header(&mut out, b"Date", date.as_bytes());
         out.extend_from_slice(b"\r\n");
         Answer { status, bytes: out }
     }
+}
+
+fn status_line_bytes(out: &mut BytesMut, status: http::StatusCode, reason: Option<&str>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(
+        reason
+            .or(status.canonical_reason())
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
 }
 
 fn status_line(out: &mut Vec<u8>, status: http::StatusCode) {

@@ -28,9 +28,9 @@ use crate::upstream::Upstream;
 
 const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 const SUNSET: HeaderName = HeaderName::from_static("sunset");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The gateway: reads the routing snapshot, never writes it.
 pub struct Gateway {
@@ -56,14 +56,14 @@ struct ForwardPlan {
 }
 
 /// Owned copies of a tenant's signalling headers (cheap: `HeaderValue`s share their bytes).
-struct SignalHeaders {
+pub(crate) struct SignalHeaders {
     deprecation: Option<HeaderValue>,
     sunset: Option<HeaderValue>,
     link: Option<HeaderValue>,
 }
 
 impl SignalHeaders {
-    fn new(signals: &Signals, successor: &str) -> Option<Self> {
+    pub(crate) fn new(signals: &Signals, successor: &str) -> Option<Self> {
         (!signals.is_empty()).then(|| Self {
             deprecation: signals.deprecation.clone(),
             sunset: signals.sunset.clone(),
@@ -71,7 +71,7 @@ impl SignalHeaders {
         })
     }
 
-    fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+    pub(crate) fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
         for (name, value) in [
             (DEPRECATION, &self.deprecation),
             (SUNSET, &self.sunset),
@@ -153,7 +153,7 @@ impl Gateway {
 }
 
 /// A small fixed set of reasons, so the label's cardinality stays bounded.
-fn upstream_reason(e: &Error) -> &'static str {
+pub(crate) fn upstream_reason(e: &Error) -> &'static str {
     match e.etype() {
         ConnectTimedout => "connect_timeout",
         ConnectRefused => "connect_refused",

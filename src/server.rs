@@ -68,7 +68,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     let mut pingora_proxy = HttpProxy::new(gateway, server.configuration.clone());
     pingora_proxy.handle_init_modules();
-    let front = Front::new(pingora_proxy, live.tables.clone(), recorder);
+    let front = Front::new(
+        pingora_proxy,
+        &server.configuration,
+        live.tables.clone(),
+        recorder,
+    );
     let mut proxy = Service::new("signpost".to_owned(), front);
     if let Some(addr) = settings.listen.http {
         proxy.add_tcp(&addr.to_string());

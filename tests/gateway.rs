@@ -479,3 +479,51 @@ async fn pipelined_redirects_and_forwards_share_one_connection() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/v1/one?x=1");
 }
+
+/// A bodiless GET forward is served by the front door's own upstream pool: the same
+/// rewriting, signalling and header rules as the proxy, and a streamed (chunked) answer
+/// passed through whole.
+#[tokio::test]
+async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let resp = gw
+        .client("http")
+        .get(gw.url("http://exempel.com/HRM/API/v2/stream?since=2026-01-01"))
+        .header("authorization", "Basic aW50ZWdyYXRpb246c2VjcmV0")
+        .header("x-forwarded-for", "203.0.113.66")
+        .header("x-forwarded-host", "evil.example")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let h = resp.headers().clone();
+    assert_eq!(h["x-upstream"], "stand-in");
+    assert_eq!(h["deprecation"], "@1759276800");
+    assert_eq!(
+        h["link"],
+        "<https://api.flexhrm.com/v2/stream?since=2026-01-01>; rel=\"successor-version\""
+    );
+    assert_eq!(resp.text().await.unwrap(), common::STREAMED.concat());
+    let seen = upstream.take();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let s = &seen[0];
+    assert_eq!(
+        (s.method.as_str(), s.target.as_str()),
+        ("GET", "/v2/stream?since=2026-01-01")
+    );
+    assert_eq!(s.header("host").as_deref(), Some("api.flexhrm.com"));
+    assert_eq!(
+        s.header("authorization").as_deref(),
+        Some("Basic aW50ZWdyYXRpb246c2VjcmV0")
+    );
+    assert_eq!(s.header("accept").as_deref(), Some("application/json"));
+    assert_eq!(s.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        s.header("x-forwarded-host").as_deref(),
+        Some(format!("exempel.com:{}", gw.http.port()).as_str())
+    );
+}

@@ -95,6 +95,17 @@ pub struct Upstream {
 }
 
 pub const UPSTREAM_BODY: &str = "hello from the new domain";
+/// What `/…/stream` answers, piece by piece.
+pub const STREAMED: [&str; 3] = ["one,", "two,", "three"];
+
+/// Whether the request just recorded asked for the streamed answer.
+fn parts_target_streams(record: &Mutex<Vec<Seen>>) -> bool {
+    record
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|s| s.target.contains("/stream"))
+}
 
 impl Upstream {
     pub async fn start(ca: &TestCa, names: &[&str]) -> Self {
@@ -143,12 +154,30 @@ impl Upstream {
                                 headers: parts.headers,
                                 body,
                             });
-                            let resp = hyper::Response::builder()
+                            let builder = hyper::Response::builder()
                                 .status(201)
-                                .header("x-upstream", "stand-in")
-                                .body(Full::new(Bytes::from_static(UPSTREAM_BODY.as_bytes())))
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(resp)
+                                .header("x-upstream", "stand-in");
+                            // `/…/stream` answers in pieces without a length (chunked).
+                            let body = if parts_target_streams(&record) {
+                                let pieces: Vec<
+                                    Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+                                > = STREAMED
+                                    .iter()
+                                    .map(|p| {
+                                        Ok(hyper::body::Frame::data(Bytes::from_static(
+                                            p.as_bytes(),
+                                        )))
+                                    })
+                                    .collect();
+                                http_body_util::Either::Left(http_body_util::StreamBody::new(
+                                    futures_util::stream::iter(pieces),
+                                ))
+                            } else {
+                                http_body_util::Either::Right(Full::new(Bytes::from_static(
+                                    UPSTREAM_BODY.as_bytes(),
+                                )))
+                            };
+                            Ok::<_, std::convert::Infallible>(builder.body(body).unwrap())
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
