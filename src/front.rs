@@ -1,14 +1,15 @@
-//! The HTTP/1.1 front door: answers what needs no upstream itself, hands the rest to pingora.
+//! The HTTP/1.1 front door: serves the common requests itself, hands the rest to pingora.
 //!
-//! Most legacy traffic is answered without an upstream: a redirect, a `410` page or a reject.
-//! For those, pingora's full proxy pipeline (session objects, phases, header maps with case
-//! tracking) cost more than the routing itself. So each HTTP/1.1 connection starts here: the
-//! request head is parsed with `httparse` from one buffer, routed with [`route`] exactly as
-//! the proxy would, and a plain bodiless GET or HEAD that does not forward is answered with one
-//! write. Anything else — a forward, a request with a body, HTTP/1.0, `Connection: close`,
-//! `Expect`, `Upgrade`, a head that does not parse or is too large — hands the connection, with
-//! the bytes already read, to pingora's proxy (`set_pipelined_prefix`), which then serves it
-//! to the end. HTTP/2 (ALPN `h2`) goes to pingora directly.
+//! Most legacy traffic is a bodiless GET or HEAD: a redirect, a `410` page, a reject, or a
+//! calendar or API read to forward. For those, pingora's full proxy pipeline (session objects,
+//! phases, header maps with case tracking) cost more than the routing itself. So each HTTP/1.1
+//! connection starts here: the request head is parsed with `httparse` from one buffer and
+//! routed with [`route`] exactly as the proxy would; answers are written with one write, and
+//! forwards go through pingora's upstream connector with the proxy's rewriting rules. Anything
+//! else — a request with a body, HTTP/1.0, `Connection: close`, `Expect`, `Upgrade`, a head
+//! that does not parse or is too large — hands the connection, with the bytes already read, to
+//! pingora's proxy (`set_pipelined_prefix`), which then serves it to the end. HTTP/2 (ALPN
+//! `h2`) goes to pingora directly.
 
 use std::net::IpAddr;
 use std::sync::Arc;
