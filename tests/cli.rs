@@ -99,7 +99,7 @@ fn explain_prints_the_spec_json() {
 fn check_reports_file_and_line_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
-    std::fs::write(&config, "listen: { http: 127.0.0.1:8080 }\nprofiles:\n  p:\n    rules:\n      - { name: r, match: /r, redirect: \"https://{nope}/\" }\n").unwrap();
+    std::fs::write(&config, "listen: { http: 127.0.0.1:0 }\nprofiles:\n  p:\n    rules:\n      - { name: r, match: /r, redirect: \"https://{nope}/\" }\n").unwrap();
     let out = signpost(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out);
