@@ -527,3 +527,46 @@ async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
         Some(format!("exempel.com:{}", gw.http.port()).as_str())
     );
 }
+
+/// HTTPS clients that speak only HTTP/1.1 (most scripts and terminals) are served by the
+/// front door too: a redirect and a forward over TLS.
+#[tokio::test]
+async fn https_http1_clients_get_redirects_and_forwards() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let dev_ca = std::fs::read(common::repo().join("certs/dev-ca/ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(&dev_ca).unwrap())
+        .resolve("hrm.exempel.com", gw.https)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(gw.url("https://hrm.exempel.com/Timeclock/Lager"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 307);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://timeclock.flexhrm.com/Lager/5678"
+    );
+    assert_eq!(resp.headers()["sunset"], "Tue, 30 Jun 2026 00:00:00 GMT");
+    let resp = client
+        .get(gw.url("https://hrm.exempel.com/HRM/API/v1/me"))
+        .header("authorization", "Bearer t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.text().await.unwrap(), UPSTREAM_BODY);
+    let seen = upstream.take();
+    assert_eq!(
+        seen[0].header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(seen[0].header("authorization").as_deref(), Some("Bearer t"));
+}
