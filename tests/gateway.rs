@@ -570,3 +570,24 @@ async fn https_http1_clients_get_redirects_and_forwards() {
     );
     assert_eq!(seen[0].header("authorization").as_deref(), Some("Bearer t"));
 }
+
+/// Heads larger than the front door's first buffer, and larger than it parses at all (those
+/// go to the proxy), are answered the same.
+#[tokio::test]
+async fn large_request_heads_are_answered() {
+    let gw = Gateway::start_example(None);
+    for size in [100, 10_000, 20_000] {
+        let resp = gw
+            .client("http")
+            .get(gw.url("http://acme.flexhosting.se/Timeclock"))
+            .header("cookie", format!("session={}", "x".repeat(size)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 307, "cookie of {size} bytes");
+        assert_eq!(
+            resp.headers()["location"],
+            "https://timeclock.flexhrm.com/default/1234"
+        );
+    }
+}
