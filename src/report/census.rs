@@ -40,7 +40,7 @@ const BUCKETS: u64 = 576;
 struct Sighting {
     tenant: Arc<str>,
     kind: Arc<str>,
-    client: Client,
+    client: Arc<Client>,
     first_seen: u64,
     last_seen: u64,
     count: u64,
@@ -49,7 +49,7 @@ struct Sighting {
 }
 
 /// A client's identity as the request showed it, before hashing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RawIdentity {
     /// (`basic` | `bearer` | … | API-key header name, raw value)
     credential: Option<(String, String)>,
@@ -116,14 +116,42 @@ pub struct Report {
     pub timeline: Vec<TimelinePoint>,
 }
 
-type Key = (String, String, String);
-
 /// The table the worker owns; reports copy out of it.
 struct Data {
-    clients: LruCache<Key, ClientRow>,
+    /// Keyed by a hash of (tenant, kind, client id): no strings are built to look a row up.
+    clients: LruCache<u64, Row>,
+    keys: foldhash::fast::RandomState,
     /// bucket start → kind → count
     timeline: BTreeMap<u64, BTreeMap<String, u64>>,
     evictions: u64,
+}
+
+/// A row as the worker keeps it: labels shared with the routing table, the client shared by
+/// all its rows. Strings are made only when a report asks for them.
+struct Row {
+    tenant: Arc<str>,
+    kind: Arc<str>,
+    client: Arc<Client>,
+    first_seen: u64,
+    last_seen: u64,
+    count: u64,
+    last_path: String,
+    last_status: u16,
+}
+
+impl Row {
+    fn to_client_row(&self) -> ClientRow {
+        ClientRow {
+            tenant: self.tenant.to_string(),
+            kind: self.kind.to_string(),
+            client: Client::clone(&self.client),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            last_path: self.last_path.clone(),
+            last_status: self.last_status,
+        }
+    }
 }
 
 /// The census handle shared by the proxy (to record) and the admin listener (to report).
@@ -161,11 +189,7 @@ impl Census {
     /// A census restored from the state file, if there is one.
     pub fn new(settings: CensusSettings, metrics: Arc<Metrics>) -> (Arc<Census>, CensusWorker) {
         let capacity = NonZeroUsize::new(settings.max_clients).unwrap_or(NonZeroUsize::MIN);
-        let mut data = Data {
-            clients: LruCache::new(capacity),
-            timeline: BTreeMap::new(),
-            evictions: 0,
-        };
+        let mut data = Data::new(capacity);
         if let Some(path) = &settings.state_file {
             match restore(path) {
                 Ok(Some(report)) => {
@@ -314,9 +338,19 @@ impl Census {
         let Ok(mut data) = self.data.lock() else {
             return;
         };
+        // One integration often calls many tenants: hash each identity once per drain.
+        let mut clients: HashMap<RawIdentity, Arc<Client>> = HashMap::new();
         for p in taken.into_iter().flat_map(|s| s.into_values()) {
+            let client = match clients.get(&p.identity) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(p.identity.client());
+                    clients.insert(p.identity, c.clone());
+                    c
+                }
+            };
             let sighting = Sighting {
-                client: p.identity.client(),
+                client,
                 tenant: p.tenant,
                 kind: p.kind,
                 first_seen: p.first_seen,
@@ -437,36 +471,45 @@ fn restore(path: &Path) -> std::io::Result<Option<Report>> {
 }
 
 impl Data {
+    fn new(capacity: NonZeroUsize) -> Self {
+        Data {
+            clients: LruCache::new(capacity),
+            keys: foldhash::fast::RandomState::default(),
+            timeline: BTreeMap::new(),
+            evictions: 0,
+        }
+    }
+
     /// Adds one client's requests; returns whether a client was evicted to make room.
     fn record(&mut self, s: Sighting) -> bool {
         let bucket = s.last_seen - s.last_seen % BUCKET_SECONDS;
-        *self
-            .timeline
-            .entry(bucket)
-            .or_default()
-            .entry(s.kind.to_string())
-            .or_default() += s.count;
+        let kinds = self.timeline.entry(bucket).or_default();
+        match kinds.get_mut(&*s.kind) {
+            Some(n) => *n += s.count,
+            None => {
+                kinds.insert(s.kind.to_string(), s.count);
+            }
+        }
         while self.timeline.len() as u64 > BUCKETS {
             self.timeline.pop_first();
         }
-        let key = (
-            s.tenant.to_string(),
-            s.kind.to_string(),
-            s.client.id.clone(),
-        );
+        let key = self.keys.hash_one((&*s.tenant, &*s.kind, &*s.client.id));
         if let Some(row) = self.clients.get_mut(&key) {
-            row.first_seen = row.first_seen.min(s.first_seen);
-            if s.last_seen >= row.last_seen {
-                row.last_seen = s.last_seen;
-                row.last_path = s.path;
-                row.last_status = s.status;
+            // A 64-bit key collision would merge two clients; check rather than trust.
+            if row.tenant == s.tenant && row.kind == s.kind && row.client.id == s.client.id {
+                row.first_seen = row.first_seen.min(s.first_seen);
+                if s.last_seen >= row.last_seen {
+                    row.last_seen = s.last_seen;
+                    row.last_path = s.path;
+                    row.last_status = s.status;
+                }
+                row.count += s.count;
+                return false;
             }
-            row.count += s.count;
-            return false;
         }
-        let row = ClientRow {
-            tenant: key.0.clone(),
-            kind: key.1.clone(),
+        let row = Row {
+            tenant: s.tenant,
+            kind: s.kind,
             client: s.client,
             first_seen: s.first_seen,
             last_seen: s.last_seen,
@@ -474,10 +517,7 @@ impl Data {
             last_path: s.path,
             last_status: s.status,
         };
-        let evicted = self
-            .clients
-            .push(key.clone(), row)
-            .is_some_and(|(k, _)| k != key);
+        let evicted = self.clients.push(key, row).is_some_and(|(k, _)| k != key);
         if evicted {
             self.evictions += 1;
         }
@@ -485,7 +525,11 @@ impl Data {
     }
 
     fn report(&self) -> Report {
-        let mut clients: Vec<ClientRow> = self.clients.iter().map(|(_, r)| r.clone()).collect();
+        let mut clients: Vec<ClientRow> = self
+            .clients
+            .iter()
+            .map(|(_, r)| r.to_client_row())
+            .collect();
         clients.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
         let timeline = self
             .timeline
@@ -512,10 +556,19 @@ impl Data {
         let mut rows = report.clients;
         rows.sort_by_key(|r| r.last_seen);
         for row in rows {
-            self.clients.push(
-                (row.tenant.clone(), row.kind.clone(), row.client.id.clone()),
-                row,
-            );
+            let (tenant, kind): (Arc<str>, Arc<str>) = (row.tenant.into(), row.kind.into());
+            let key = self.keys.hash_one((&*tenant, &*kind, &*row.client.id));
+            let row = Row {
+                tenant,
+                kind,
+                client: Arc::new(row.client),
+                first_seen: row.first_seen,
+                last_seen: row.last_seen,
+                count: row.count,
+                last_path: row.last_path,
+                last_status: row.last_status,
+            };
+            self.clients.push(key, row);
         }
         for p in report.timeline {
             *self
@@ -633,12 +686,12 @@ mod tests {
         Sighting {
             tenant: tenant.into(),
             kind: "api".into(),
-            client: Client {
+            client: Arc::new(Client {
                 id: id.into(),
                 user_agent: "x".into(),
                 address: "192.0.2.1".into(),
                 credential: None,
-            },
+            }),
             path: "/HRM/API/v1".into(),
             status: 200,
             first_seen: at,
@@ -686,11 +739,7 @@ mod tests {
 
     #[test]
     fn counts_and_evicts_the_least_recently_seen() {
-        let mut data = Data {
-            clients: LruCache::new(NonZeroUsize::new(2).unwrap()),
-            timeline: BTreeMap::new(),
-            evictions: 0,
-        };
+        let mut data = Data::new(NonZeroUsize::new(2).unwrap());
         assert!(!data.record(sighting("t", "a", 1000)));
         assert!(!data.record(sighting("t", "b", 1001)));
         assert!(!data.record(sighting("t", "a", 1002)));
@@ -720,19 +769,11 @@ mod tests {
     fn state_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("census.json");
-        let mut data = Data {
-            clients: LruCache::new(NonZeroUsize::new(5).unwrap()),
-            timeline: BTreeMap::new(),
-            evictions: 0,
-        };
+        let mut data = Data::new(NonZeroUsize::new(5).unwrap());
         data.record(sighting("t", "a", 1000));
         data.record(sighting("u", "b", 2000));
         write_atomically(&path, &data.report()).unwrap();
-        let mut back = Data {
-            clients: LruCache::new(NonZeroUsize::new(5).unwrap()),
-            timeline: BTreeMap::new(),
-            evictions: 0,
-        };
+        let mut back = Data::new(NonZeroUsize::new(5).unwrap());
         back.apply(restore(&path).unwrap().unwrap());
         assert_eq!(back.report().clients, data.report().clients);
         assert_eq!(back.report().timeline, data.report().timeline);
