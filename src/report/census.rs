@@ -333,7 +333,13 @@ impl Census {
         let taken: Vec<Shard> = self
             .shards
             .iter()
-            .filter_map(|s| s.lock().ok().map(|mut s| std::mem::take(&mut *s)))
+            .filter_map(|s| {
+                // Keep the shard's size, so a busy worker does not regrow its map every drain.
+                s.lock().ok().map(|mut s| {
+                    let empty = Shard::with_capacity_and_hasher(s.len(), s.hasher().clone());
+                    std::mem::replace(&mut *s, empty)
+                })
+            })
             .collect();
         let Ok(mut data) = self.data.lock() else {
             return;
