@@ -32,7 +32,8 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::proxy::{
-    upstream_reason, Gateway, SignalHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    upstream_reason, upstream_status, Gateway, SignalHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
 };
 use crate::report::{Finished, Recorder};
 use crate::route::{route, Decision, Request, Scheme};
@@ -198,19 +199,11 @@ impl Front {
         let Some(peer) = f.upstream.peer() else {
             return Err((error_response(stream, 502).await, "no_address"));
         };
-        let failed = |e: Box<pingora::Error>| async move {
-            let status = match e.etype() {
-                pingora::ErrorType::ConnectTimedout
-                | pingora::ErrorType::ReadTimedout
-                | pingora::ErrorType::WriteTimedout => 504,
-                _ => 502,
-            };
-            (status, upstream_reason(&e))
-        };
+        let failed = |e: Box<pingora::Error>| (upstream_status(&e), upstream_reason(&e));
         let (mut up, _reused) = match self.upstreams.get_http_session(&peer).await {
             Ok(s) => s,
             Err(e) => {
-                let (status, reason) = failed(e).await;
+                let (status, reason) = failed(e);
                 return Err((error_response(stream, status).await, reason));
             }
         };
@@ -233,7 +226,7 @@ impl Front {
             }
         };
         if let Err(e) = sent.await {
-            let (status, reason) = failed(e).await;
+            let (status, reason) = failed(e);
             return Err((error_response(stream, status).await, reason));
         }
         let Some(mut resp) = up.response_header().cloned() else {
@@ -259,8 +252,8 @@ impl Front {
         if chunked {
             let _ = resp.insert_header("Transfer-Encoding", "chunked");
         }
-        let mut out = BytesMut::with_capacity(512);
-        status_line_bytes(&mut out, resp.status, resp.get_reason_phrase());
+        let mut out = Vec::with_capacity(512);
+        status_line(&mut out, resp.status, resp.get_reason_phrase());
         resp.header_to_h1_wire(&mut out);
         out.extend_from_slice(b"\r\n");
         let broken = |status| Done {
@@ -372,7 +365,7 @@ fn upstream_request(
 async fn error_response(stream: &mut Stream, status: u16) -> Done {
     let status_code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     let mut out = Vec::with_capacity(128);
-    status_line(&mut out, status_code);
+    status_line(&mut out, status_code, None);
     header(&mut out, b"Content-Length", b"0");
     header(&mut out, b"Date", get_cached_date().as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -489,7 +482,7 @@ impl Answer {
         let date = get_cached_date();
         let status = match &routed.decision {
             Decision::Redirect { status, location } => {
-                status_line(&mut out, *status);
+                status_line(&mut out, *status, None);
                 out.extend_from_slice(b"Content-Length: 0\r\nLocation: ");
                 out.extend_from_slice(location.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -511,7 +504,7 @@ impl Answer {
                 status.as_u16()
             }
             Decision::Gone { page } => {
-                status_line(&mut out, http::StatusCode::GONE);
+                status_line(&mut out, http::StatusCode::GONE, None);
                 body_headers(&mut out, b"text/html; charset=utf-8", page.len());
                 header(&mut out, b"Date", date.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -529,7 +522,7 @@ impl Answer {
                     status.as_u16(),
                     status.canonical_reason().unwrap_or("")
                 );
-                status_line(&mut out, *status);
+                status_line(&mut out, *status, None);
                 body_headers(&mut out, b"text/plain; charset=utf-8", body.len());
                 header(&mut out, b"Date", date.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -549,24 +542,17 @@ impl Answer {
     }
 }
 
-fn status_line_bytes(out: &mut BytesMut, status: http::StatusCode, reason: Option<&str>) {
+/// `HTTP/1.1 307 Temporary Redirect`; `reason` overrides the standard phrase (an upstream's).
+fn status_line(out: &mut Vec<u8>, status: http::StatusCode, reason: Option<&str>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
-    out.extend_from_slice(b" ");
+    out.push(b' ');
     out.extend_from_slice(
         reason
             .or(status.canonical_reason())
             .unwrap_or("")
             .as_bytes(),
     );
-    out.extend_from_slice(b"\r\n");
-}
-
-fn status_line(out: &mut Vec<u8>, status: http::StatusCode) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

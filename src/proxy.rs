@@ -152,6 +152,14 @@ impl Gateway {
     }
 }
 
+/// The status a client sees when its forward fails: `504` for timeouts, else `502`.
+pub(crate) fn upstream_status(e: &Error) -> u16 {
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+        _ => 502,
+    }
+}
+
 /// A small fixed set of reasons, so the label's cardinality stays bounded.
 pub(crate) fn upstream_reason(e: &Error) -> &'static str {
     match e.etype() {
@@ -343,10 +351,9 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let code = match e.etype() {
             HTTPStatus(code) => *code,
-            ConnectTimedout | ReadTimedout | WriteTimedout => 504,
-            ConnectNoRoute => 502,
+            ConnectTimedout | ReadTimedout | WriteTimedout | ConnectNoRoute => upstream_status(e),
             _ => match e.esource() {
-                ErrorSource::Upstream => 502,
+                ErrorSource::Upstream => upstream_status(e),
                 ErrorSource::Downstream => match e.etype() {
                     WriteError | ReadError | ConnectionClosed => 0,
                     _ => 400,

@@ -135,8 +135,7 @@ impl Live {
         let ignore = self.ignore.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let config = config::load(&path, Some(&prev))?;
-            let watch = info_of(&config, 0).watch;
-            let fp = fingerprint(&watch, &config.files, ignore.as_deref());
+            let fp = fingerprint(&config.watch, &config.files, ignore.as_deref());
             Ok::<_, ConfigErrors>((config, fp))
         })
         .await

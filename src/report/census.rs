@@ -35,19 +35,6 @@ use crate::config::CensusSettings;
 pub const BUCKET_SECONDS: u64 = 300;
 const BUCKETS: u64 = 576;
 
-/// Requests of one client, as the worker folds them into the table.
-#[derive(Debug)]
-struct Sighting {
-    tenant: Arc<str>,
-    kind: Arc<str>,
-    client: Arc<Client>,
-    first_seen: u64,
-    last_seen: u64,
-    count: u64,
-    path: String,
-    status: u16,
-}
-
 /// A client's identity as the request showed it, before hashing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RawIdentity {
@@ -355,17 +342,17 @@ impl Census {
                     c
                 }
             };
-            let sighting = Sighting {
+            let row = Row {
                 client,
                 tenant: p.tenant,
                 kind: p.kind,
                 first_seen: p.first_seen,
                 last_seen: p.last_seen,
                 count: p.count,
-                path: p.path,
-                status: p.status,
+                last_path: p.path,
+                last_status: p.status,
             };
-            if data.record(sighting) {
+            if data.record(row) {
                 self.metrics.census_evictions.inc();
             }
         }
@@ -486,8 +473,9 @@ impl Data {
         }
     }
 
-    /// Adds one client's requests; returns whether a client was evicted to make room.
-    fn record(&mut self, s: Sighting) -> bool {
+    /// Adds one client's requests (a row as it would stand alone); returns whether a client
+    /// was evicted to make room.
+    fn record(&mut self, s: Row) -> bool {
         let bucket = s.last_seen - s.last_seen % BUCKET_SECONDS;
         let kinds = self.timeline.entry(bucket).or_default();
         match kinds.get_mut(&*s.kind) {
@@ -506,24 +494,14 @@ impl Data {
                 row.first_seen = row.first_seen.min(s.first_seen);
                 if s.last_seen >= row.last_seen {
                     row.last_seen = s.last_seen;
-                    row.last_path = s.path;
-                    row.last_status = s.status;
+                    row.last_path = s.last_path;
+                    row.last_status = s.last_status;
                 }
                 row.count += s.count;
                 return false;
             }
         }
-        let row = Row {
-            tenant: s.tenant,
-            kind: s.kind,
-            client: s.client,
-            first_seen: s.first_seen,
-            last_seen: s.last_seen,
-            count: s.count,
-            last_path: s.path,
-            last_status: s.status,
-        };
-        let evicted = self.clients.push(key, row).is_some_and(|(k, _)| k != key);
+        let evicted = self.clients.push(key, s).is_some_and(|(k, _)| k != key);
         if evicted {
             self.evictions += 1;
         }
@@ -688,8 +666,8 @@ mod tests {
         );
     }
 
-    fn sighting(tenant: &str, id: &str, at: u64) -> Sighting {
-        Sighting {
+    fn sighting(tenant: &str, id: &str, at: u64) -> Row {
+        Row {
             tenant: tenant.into(),
             kind: "api".into(),
             client: Arc::new(Client {
@@ -698,8 +676,8 @@ mod tests {
                 address: "192.0.2.1".into(),
                 credential: None,
             }),
-            path: "/HRM/API/v1".into(),
-            status: 200,
+            last_path: "/HRM/API/v1".into(),
+            last_status: 200,
             first_seen: at,
             last_seen: at,
             count: 1,
