@@ -20,9 +20,7 @@ use bytes::{Buf, BytesMut};
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
-use pingora::http::RequestHeader;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::http::date::get_cached_date;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -31,13 +29,12 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::proxy::{
-    upstream_reason, upstream_status, Gateway, SignalHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST,
-    X_FORWARDED_PROTO,
-};
+use crate::proxy::{upstream_reason, upstream_status, Gateway, SignalHeaders};
 use crate::report::{Finished, Recorder};
 use crate::route::{route, Decision, Request, Scheme};
 use crate::table::Tables;
+use crate::upstream::http1::{self, Outgoing, RelayError};
+use crate::upstream::pool::{self, Conn};
 use crate::upstream::Upstream;
 
 /// Request heads larger than this go to pingora, which answers them as it should (431/400).
@@ -49,8 +46,9 @@ const MAX_HEADERS: usize = 64;
 
 pub struct Front {
     proxy: Arc<HttpProxy<Gateway>>,
-    /// The front door's own upstream pool, for bodiless GET/HEAD forwards.
-    upstreams: Connector,
+    /// Makes new upstream connections (TCP, TLS) for bodiless GET/HEAD forwards; idle ones
+    /// wait in [`pool`].
+    connector: TransportConnector,
     tables: Tables,
     recorder: Arc<Recorder>,
 }
@@ -74,7 +72,7 @@ impl Front {
     ) -> Self {
         Self {
             proxy: Arc::new(proxy),
-            upstreams: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             tables,
             recorder,
         }
@@ -187,8 +185,10 @@ impl Front {
         }
     }
 
-    /// Forwards a bodiless GET or HEAD through the front door's own upstream pool and streams
-    /// the answer back; `Err` carries the upstream failure's reason for the metrics.
+    /// Forwards a bodiless GET or HEAD over a pooled HTTP/1.1 connection and relays the
+    /// answer; `Err` carries the upstream failure's reason for the metrics. A reused
+    /// connection that fails before any response byte arrived is retried once on a new one
+    /// (GET and HEAD are idempotent): the upstream may have closed it while it idled.
     async fn forward(
         &self,
         stream: &mut Stream,
@@ -196,169 +196,126 @@ impl Front {
         head: &Head,
         f: Forward<'_>,
     ) -> Result<Done, (Done, &'static str)> {
-        let Some(peer) = f.upstream.peer() else {
+        let upstream = &**f.upstream;
+        let Some(addr) = upstream.addr() else {
             return Err((error_response(stream, 502).await, "no_address"));
         };
-        let failed = |e: Box<pingora::Error>| (upstream_status(&e), upstream_reason(&e));
-        let (mut up, _reused) = match self.upstreams.get_http_session(&peer).await {
-            Ok(s) => s,
-            Err(e) => {
-                let (status, reason) = failed(e);
-                return Err((error_response(stream, status).await, reason));
-            }
+        let original_host = head
+            .uri
+            .authority()
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| {
+                client_headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("host"))
+                    .map(|h| h.value)
+            });
+        let mut request = Vec::with_capacity(512);
+        let outgoing = Outgoing {
+            method: head.method.as_str(),
+            target: f.target,
+            authority: &upstream.authority,
+            client_headers,
+            original_host,
+            client_ip: f.peer,
+            scheme: f.scheme.as_str(),
         };
-        up.set_read_timeout(Some(f.upstream.read_timeout));
-        let request = match upstream_request(client_headers, head, &f) {
-            Some(r) => r,
-            None => return Err((error_response(stream, 502).await, "other")),
-        };
-        let sent = async {
-            up.write_request_header(Box::new(request)).await?;
-            up.finish_request_body().await?;
-            loop {
-                up.read_response_header().await?;
-                if !up
-                    .response_header()
-                    .is_some_and(|r| r.status.is_informational())
-                {
-                    return Ok::<_, Box<pingora::Error>>(());
-                }
-            }
-        };
-        if let Err(e) = sent.await {
-            let (status, reason) = failed(e);
-            return Err((error_response(stream, status).await, reason));
-        }
-        let Some(mut resp) = up.response_header().cloned() else {
+        if http1::write_request(&mut request, &outgoing).is_none() {
             return Err((error_response(stream, 502).await, "other"));
-        };
-        for hop in [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "transfer-encoding",
-        ] {
-            resp.remove_header(hop);
         }
-        if let Some(signals) = &f.signals {
-            let _ = signals.apply(&mut resp);
+        let mut extra = Vec::new();
+        let mut overridden = Vec::new();
+        for (name, value) in f.signals.iter().flat_map(SignalHeaders::entries) {
+            header(&mut extra, name.as_str().as_bytes(), value.as_bytes());
+            overridden.push(name);
         }
-        let code = resp.status.as_u16();
-        let bodiless = head.method == Method::HEAD
-            || resp.status.is_informational()
-            || code == 204
-            || code == 304;
-        let chunked = !bodiless && !resp.headers.contains_key(http::header::CONTENT_LENGTH);
-        if chunked {
-            let _ = resp.insert_header("Transfer-Encoding", "chunked");
-        }
-        let mut out = Vec::with_capacity(512);
-        status_line(&mut out, resp.status, resp.get_reason_phrase());
-        resp.header_to_h1_wire(&mut out);
-        out.extend_from_slice(b"\r\n");
-        let broken = |status| Done {
-            status,
-            keep_alive: false,
-            error: "WriteError",
-        };
-        if stream.write_all(&out).await.is_err() {
-            return Ok(broken(code));
-        }
-        if !bodiless {
-            loop {
-                match up.read_response_body().await {
-                    Ok(Some(chunk)) => {
-                        let ok = if chunked {
-                            let size = format!("{:x}\r\n", chunk.len());
-                            stream.write_all(size.as_bytes()).await.is_ok()
-                                && stream.write_all(&chunk).await.is_ok()
-                                && stream.write_all(b"\r\n").await.is_ok()
-                        } else {
-                            stream.write_all(&chunk).await.is_ok()
-                        };
-                        if !ok {
-                            return Ok(broken(code));
-                        }
-                    }
-                    Ok(None) => break,
-                    // Mid-body: the client must see a broken response, not a complete one.
+        let overridden: Vec<&str> = overridden.iter().map(HeaderName::as_str).collect();
+        let head_request = head.method == Method::HEAD;
+
+        let mut out = Vec::with_capacity(1024);
+        let mut pooled = pool::take(addr, upstream);
+        let (mut conn, response) = loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => match self.connect(addr, upstream).await {
+                    Ok(conn) => conn,
                     Err(e) => {
-                        return Err((
-                            Done {
-                                status: code,
-                                keep_alive: false,
-                                error: "UpstreamBody",
-                            },
-                            upstream_reason(&e),
-                        ))
+                        let status = upstream_status(&e);
+                        return Err((error_response(stream, status).await, upstream_reason(&e)));
                     }
+                },
+            };
+            let exchanged = http1::exchange(
+                &mut conn,
+                &request,
+                upstream.read_timeout,
+                head_request,
+                &extra,
+                &overridden,
+                &mut out,
+            )
+            .await;
+            match exchanged {
+                Ok(response) => break (conn, response),
+                Err(failure) if reused && failure.before_response => out.clear(),
+                Err(failure) => {
+                    let done = error_response(stream, failure.status).await;
+                    return Err((done, failure.reason));
                 }
             }
-            if chunked && stream.write_all(b"0\r\n\r\n").await.is_err() {
-                return Ok(broken(code));
+        };
+        conn.buf.advance(response.len);
+        let status = response.status;
+        let relayed = http1::relay_body(
+            &mut conn,
+            response.framing,
+            stream,
+            out,
+            upstream.read_timeout,
+        )
+        .await;
+        match relayed {
+            Ok(reusable) => {
+                if reusable && response.keep_alive {
+                    pool::put(addr, upstream, conn);
+                }
+                Ok(Done {
+                    status,
+                    keep_alive: true,
+                    error: "",
+                })
             }
+            Err(RelayError::Client) => Ok(Done {
+                status,
+                keep_alive: false,
+                error: "WriteError",
+            }),
+            // Mid-body: the client must see a broken response, not a complete one.
+            Err(RelayError::Upstream(failure)) => Err((
+                Done {
+                    status,
+                    keep_alive: false,
+                    error: "UpstreamBody",
+                },
+                failure.reason,
+            )),
         }
-        if stream.flush().await.is_err() {
-            return Ok(broken(code));
-        }
-        self.upstreams
-            .release_http_session(up, &peer, Some(IDLE))
-            .await;
-        Ok(Done {
-            status: code,
-            keep_alive: true,
-            error: "",
+    }
+
+    /// A new connection (TCP, and TLS for `https` upstreams) with the upstream's timeouts and
+    /// trust roots.
+    async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+        upstream: &Upstream,
+    ) -> pingora::Result<Conn> {
+        let stream = self.connector.new_stream(&upstream.peer_at(addr)).await?;
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
         })
     }
-}
-
-/// The request the upstream receives: the client's headers minus hop-by-hop ones and any
-/// `X-Forwarded-*` it claimed, with `Host` and `X-Forwarded-*` set by Signpost.
-fn upstream_request(
-    client_headers: &[httparse::Header<'_>],
-    head: &Head,
-    f: &Forward<'_>,
-) -> Option<RequestHeader> {
-    let mut req = RequestHeader::build(
-        head.method.clone(),
-        f.target.as_bytes(),
-        Some(client_headers.len() + 4),
-    )
-    .ok()?;
-    let mut original_host = head.uri.authority().map(|a| a.as_str().to_owned());
-    for h in client_headers {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            original_host.get_or_insert_with(|| String::from_utf8_lossy(h.value).into_owned());
-            continue;
-        }
-        let hop = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n));
-        if hop || name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-") {
-            continue;
-        }
-        req.append_header(name.to_owned(), h.value).ok()?;
-    }
-    req.insert_header(http::header::HOST, &*f.upstream.authority)
-        .ok()?;
-    if let Some(ip) = f.peer {
-        req.insert_header(X_FORWARDED_FOR, ip.to_string()).ok()?;
-    }
-    req.insert_header(X_FORWARDED_PROTO, f.scheme.as_str())
-        .ok()?;
-    if let Some(host) = original_host {
-        req.insert_header(X_FORWARDED_HOST, host).ok()?;
-    }
-    Some(req)
 }
 
 /// A bodiless error answer to the client, keeping the connection.

@@ -71,15 +71,20 @@ impl SignalHeaders {
         })
     }
 
-    pub(crate) fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
-        for (name, value) in [
+    /// The headers that are set, each replacing the upstream's of the same name.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+        [
             (DEPRECATION, &self.deprecation),
             (SUNSET, &self.sunset),
             (LINK, &self.link),
-        ] {
-            if let Some(value) = value {
-                resp.insert_header(name, value.clone())?;
-            }
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+    }
+
+    pub(crate) fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for (name, value) in self.entries() {
+            resp.insert_header(name, value.clone())?;
         }
         Ok(())
     }

@@ -18,6 +18,9 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::table::Table;
 
+pub mod http1;
+pub mod pool;
+
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -126,12 +129,16 @@ impl Upstream {
 
     /// A pingora peer for one request, or `None` while the name is unresolved.
     pub fn peer(&self) -> Option<HttpPeer> {
-        let addr = self.addr()?;
+        self.addr().map(|addr| self.peer_at(addr))
+    }
+
+    /// A pingora peer at a known address: what connections are made with.
+    pub fn peer_at(&self, addr: SocketAddr) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, self.tls, self.host.to_string());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.read_timeout);
         peer.options.ca = self.ca.clone();
-        Some(peer)
+        peer
     }
 
     /// `host:port` as the resolver looks it up.

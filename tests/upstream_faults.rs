@@ -1,0 +1,292 @@
+//! Forwards against scripted upstreams on real sockets: body framings, reused connections the
+//! upstream closed, silent and broken upstreams. Each upstream speaks raw HTTP/1.1 so it can
+//! misbehave exactly as the test needs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Gateway;
+use serde_yaml::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the scripted upstream does with one request.
+enum Reply {
+    /// Write these bytes and wait for the next request on the connection.
+    Send(Vec<u8>),
+    /// Write these bytes and close the connection.
+    SendThenClose(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+    /// Never answer.
+    Silent,
+}
+
+/// A plain-HTTP upstream that answers every request head with `script(head, n)`, `n` counting
+/// requests on the connection from 0; counts all requests.
+async fn scripted_upstream(
+    script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (script, seen) = (script.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for n in 0.. {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut piece = [0u8; 4096];
+                        match tcp.read(&mut piece).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&piece[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = buf.drain(..end).collect();
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    match script(&String::from_utf8_lossy(&head), n) {
+                        Reply::Send(bytes) => {
+                            if tcp.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Reply::SendThenClose(bytes) => {
+                            let _ = tcp.write_all(&bytes).await;
+                            return;
+                        }
+                        Reply::Close => return,
+                        Reply::Silent => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// The example config with the `api` upstream at `addr` over plain HTTP, read timeout 1 s.
+fn gateway_for(addr: SocketAddr) -> Gateway {
+    Gateway::start_with(|config, _| {
+        let api = &mut config["upstreams"]["api"];
+        api["url"] = Value::from("http://api.flexhrm.com");
+        api["address"] = Value::from(addr.to_string());
+        api["read_timeout"] = Value::from("1s");
+    })
+}
+
+fn api_url(gw: &Gateway, path: &str) -> String {
+    gw.url(&format!("http://exempel.com/HRM/API/{path}"))
+}
+
+fn upstream_errors(gw: &Gateway, reason: &str) -> f64 {
+    let (_, text) = gw.admin("/metrics");
+    let prefix = format!("signpost_upstream_errors_total{{reason=\"{reason}\",upstream=\"api\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+fn response(head: &str, body: &str) -> Vec<u8> {
+    format!("{head}\r\n\r\n{body}").into_bytes()
+}
+
+/// An upstream that closes each connection right after answering, without saying so: the
+/// pooled connection is dead by the next request. Every request must still succeed, and the
+/// upstream must see each exactly once.
+#[tokio::test]
+async fn connections_the_upstream_closed_while_idle_are_not_a_502() {
+    let (addr, count) = scripted_upstream(|_, _| {
+        Reply::SendThenClose(response("HTTP/1.1 200 OK\r\nContent-Length: 2", "ok"))
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let client = gw.client("http");
+    for i in 0..30 {
+        let resp = client.get(api_url(&gw, "v1/ping")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok", "request {i}");
+        if i % 3 == 0 {
+            // Give the FIN time to arrive, so both the stale check and the retry get exercised.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 30);
+    assert_eq!(upstream_errors(&gw, "connection"), 0.0);
+}
+
+/// The race an idle timeout makes: the upstream closes a kept-alive connection just as the
+/// next request arrives on it. The request is retried once on a new connection, so the client
+/// never sees it.
+#[tokio::test]
+async fn a_request_racing_the_upstreams_idle_close_is_retried() {
+    let (addr, count) = scripted_upstream(|_, n| match n {
+        0 => Reply::Send(response("HTTP/1.1 200 OK\r\nContent-Length: 2", "ok")),
+        _ => Reply::Close,
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let client = gw.client("http");
+    for i in 0..10 {
+        let resp = client.get(api_url(&gw, "v1/ping")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok", "request {i}");
+    }
+    // Each request after the first met a kept connection first, then a new one.
+    assert_eq!(count.load(Ordering::SeqCst), 19);
+}
+
+/// Keep-alive upstream connections are reused: many requests, few connections.
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if tcp.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway_for(addr);
+    let client = gw.client("http");
+    for _ in 0..50 {
+        let resp = client.get(api_url(&gw, "v1/ping")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    let n = connections.load(Ordering::SeqCst);
+    assert!(
+        n <= 2,
+        "50 sequential forwards opened {n} upstream connections"
+    );
+}
+
+/// Chunked (with trailers), until-close and HEAD answers all reach the client whole, and the
+/// client's connection stays usable after each.
+#[tokio::test]
+async fn every_body_framing_arrives_whole() {
+    let (addr, _) = scripted_upstream(|head, _| {
+        let target = head.split(' ').nth(1).unwrap_or("");
+        match target {
+            "/chunked" => Reply::Send(response(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum",
+                "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
+            )),
+            "/close" => Reply::SendThenClose(response("HTTP/1.0 200 OK", "until the end")),
+            "/head" => Reply::Send(response("HTTP/1.1 200 OK\r\nContent-Length: 1000", "")),
+            "/empty" => Reply::Send(response("HTTP/1.1 204 No Content", "")),
+            "/interim" => Reply::Send(response(
+                "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5",
+                "final",
+            )),
+            _ => Reply::Send(response("HTTP/1.1 404 Not Found\r\nContent-Length: 0", "")),
+        }
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let client = gw.client("http");
+    for _ in 0..3 {
+        let resp = client.get(api_url(&gw, "chunked")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "hello world");
+        let resp = client.get(api_url(&gw, "close")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "until the end");
+        let resp = client.head(api_url(&gw, "head")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-length"], "1000");
+        let resp = client.get(api_url(&gw, "empty")).send().await.unwrap();
+        assert_eq!(resp.status(), 204);
+        let resp = client.get(api_url(&gw, "interim")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "final");
+    }
+}
+
+/// Ambiguous framing from the upstream is a 502, counted, never passed on.
+#[tokio::test]
+async fn ambiguous_upstream_framing_is_a_502() {
+    let (addr, _) = scripted_upstream(|_, _| {
+        Reply::Send(response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7",
+            "hello",
+        ))
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let resp = gw.get(&api_url(&gw, "v1/x")).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(upstream_errors(&gw, "invalid_response"), 1.0);
+}
+
+/// An upstream that accepts and never answers: 504 at the read timeout (1 s), and the gateway
+/// keeps serving others meanwhile.
+#[tokio::test]
+async fn silent_upstream_is_a_504_at_the_read_timeout() {
+    let (addr, _) = scripted_upstream(|_, _| Reply::Silent).await;
+    let gw = gateway_for(addr);
+    let started = Instant::now();
+    let slow = tokio::spawn({
+        let client = gw.client("http");
+        let url = api_url(&gw, "v1/x");
+        async move { client.get(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = gw.get(&gw.url("http://exempel.com/Timeclock/Lager")).await;
+    assert_eq!(
+        other.status(),
+        307,
+        "others are served while one forward waits"
+    );
+    assert_eq!(slow.await.unwrap(), 504);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "504 after {waited:?}, read timeout is 1 s"
+    );
+    assert_eq!(upstream_errors(&gw, "timeout"), 1.0);
+}
+
+/// An upstream that dies mid-body: the client sees a broken response (not a complete one, not
+/// a hang), and the error is counted.
+#[tokio::test]
+async fn upstream_reset_mid_body_breaks_the_response() {
+    let (addr, _) = scripted_upstream(|_, _| {
+        Reply::SendThenClose(response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000",
+            "only the first bytes",
+        ))
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let resp = gw.get(&api_url(&gw, "v1/big")).await;
+    assert_eq!(resp.status(), 200, "the head was already on its way");
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+        .await
+        .expect("the client must not hang");
+    assert!(body.is_err(), "a cut body must not look complete: {body:?}");
+    assert_eq!(upstream_errors(&gw, "connection"), 1.0);
+}
