@@ -164,24 +164,32 @@ impl Live {
         };
         let generation = self.info.load().generation + 1;
         let info = info_of(&config, generation);
-        let changes = describe_changes(&previous, &config.table);
         if config.settings.listen != self.started_with.listen
             || config.settings.threads != self.started_with.threads
             || config.settings.grace_period != self.started_with.grace_period
         {
             tracing::warn!("`listen` and `server` changes apply only after a restart (or a graceful upgrade); everything else is live");
         }
-        drop(self.tables.swap(Arc::new(config.table)));
+        let table = Arc::new(config.table);
+        drop(self.tables.swap(table.clone()));
         if let (Some(slot), Some(store)) = (&self.certs, config.certs) {
             slot.store(Arc::new(store));
         }
-        drop(previous);
-        tokio::task::spawn_blocking(release_freed_memory);
+        // What a reload costs is the build and the swap; the summary and freeing the old
+        // snapshot come after, off the async threads.
+        let seconds = started.elapsed().as_secs_f64();
+        let changes = tokio::task::spawn_blocking(move || {
+            let changes = describe_changes(&previous, &table);
+            drop((previous, table));
+            release_freed_memory();
+            changes
+        })
+        .await
+        .unwrap_or_default();
         *fingerprint_slot = fingerprint;
         self.publish(&info);
         self.info.store(Arc::new(info));
         self.metrics.config_reloads.with_label_values(&["ok"]).inc();
-        let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             trigger = why,
             generation,
@@ -276,7 +284,7 @@ fn info_of(config: &Config, generation: u64) -> ConfigInfo {
 /// A hash of everything a reload would read: the listing of each watched folder (names, sizes,
 /// modification times, following symlinks) and the bytes of each config file.
 fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: Option<&Path>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = std::hash::BuildHasher::build_hasher(&foldhash::quality::FixedState::default());
     for dir in dirs {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -302,7 +310,8 @@ fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: Option<&Path>) -> u6
 
 /// `+1 −0 ~2 tenants, ~1 profiles`: what a reload changed.
 fn describe_changes(old: &Table, new: &Table) -> String {
-    fn diff(old: &HashMap<&str, u64>, new: &HashMap<&str, u64>) -> (usize, usize, usize) {
+    type Sources<'a> = HashMap<&'a str, u64, foldhash::fast::RandomState>;
+    fn diff(old: &Sources<'_>, new: &Sources<'_>) -> (usize, usize, usize) {
         let added = new.keys().filter(|k| !old.contains_key(*k)).count();
         let removed = old.keys().filter(|k| !new.contains_key(*k)).count();
         let changed = new
@@ -311,17 +320,24 @@ fn describe_changes(old: &Table, new: &Table) -> String {
             .count();
         (added, removed, changed)
     }
-    fn tenants(t: &Table) -> HashMap<&str, u64> {
+    fn tenants(t: &Table) -> Sources<'_> {
         t.tenants()
             .iter()
             .map(|t| (&*t.id, t.source_hash))
             .collect()
     }
-    fn profiles(t: &Table) -> HashMap<&str, u64> {
-        t.tenants()
-            .iter()
-            .map(|t| (&*t.profile.name, t.profile.source_hash))
-            .collect()
+    fn profiles(t: &Table) -> Sources<'_> {
+        let mut seen: Sources<'_> = Sources::default();
+        let mut last: Option<&std::sync::Arc<_>> = None;
+        for tenant in t.tenants() {
+            // Tenants share their profile's `Arc`; runs of the same one are the common case.
+            if last.is_some_and(|p| std::sync::Arc::ptr_eq(p, &tenant.profile)) {
+                continue;
+            }
+            last = Some(&tenant.profile);
+            seen.insert(&tenant.profile.name, tenant.profile.source_hash);
+        }
+        seen
     }
     let (ta, tr, tc) = diff(&tenants(old), &tenants(new));
     let (pa, pr, pc) = diff(&profiles(old), &profiles(new));

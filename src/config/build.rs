@@ -709,9 +709,10 @@ impl Builder<'_> {
 }
 
 /// A hash of what the user wrote, to tell which tenants and profiles a reload changed.
+/// Stable within one process, which is all change detection needs.
 fn hash_of(value: &impl std::hash::Hash) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::default().hash_one(value)
 }
 
 /// `2025-10-01` (midnight UTC) or an RFC 3339 time with offset.

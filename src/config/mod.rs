@@ -225,7 +225,7 @@ const CHUNK_TENANTS: usize = 2_000;
 fn parse_include(path: &Path, text: &str) -> Result<FileInclude, ConfigError> {
     if text.len() > CHUNKED_ABOVE {
         if let Some(chunks) = tenant_chunks(text) {
-            let mut tenants = Vec::new();
+            let mut tenants = Vec::with_capacity(chunks.len() * CHUNK_TENANTS);
             let parsed = chunks.iter().try_for_each(|chunk| {
                 serde_yaml::from_str::<FileInclude>(chunk).map(|part| tenants.extend(part.tenants))
             });
