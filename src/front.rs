@@ -5,7 +5,8 @@
 //! phases, header maps with case tracking) cost more than the routing itself. So each HTTP/1.1
 //! connection starts here: the request head is parsed with `httparse` from one buffer and
 //! routed with [`route`] exactly as the proxy would; answers are written with one write, and
-//! forwards go through pingora's upstream connector with the proxy's rewriting rules. Anything
+//! forwards go over [`http1`] with the proxy's rewriting rules, on connections kept in
+//! [`pool`] (pingora's connector makes new ones, with TLS and its timeouts). Anything
 //! else — a request with a body, HTTP/1.0, `Connection: close`, `Expect`, `Upgrade`, a head
 //! that does not parse or is too large — hands the connection, with the bytes already read, to
 //! pingora's proxy (`set_pipelined_prefix`), which then serves it to the end. HTTP/2 (ALPN
