@@ -210,12 +210,28 @@ impl Template {
 }
 
 /// Appends a value from the request, refusing control characters (CR, LF, NUL, …): they
-/// would split or truncate a header.
+/// would split or truncate a header. Spaces and non-ASCII bytes (which some clients send raw)
+/// are percent-encoded, so a `Location` or upstream target is always a valid URI.
 fn push_checked(out: &mut String, value: &str) -> Result<(), ControlCharacter> {
     if value.bytes().any(|b| b.is_ascii_control()) {
         return Err(ControlCharacter);
     }
-    out.push_str(value);
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        out.push_str(value);
+        return Ok(());
+    }
+    for c in value.chars() {
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            let mut utf8 = [0; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -340,6 +356,19 @@ mod tests {
         assert_eq!(
             Template::compile("/a}", &[], vars),
             Err(TemplateError::Unbalanced)
+        );
+    }
+
+    #[test]
+    fn raw_spaces_and_non_ascii_are_percent_encoded() {
+        assert_eq!(
+            render("/a/{x}", "https://h/{x}", "/a/Lön plan", Some("q=ä")),
+            "https://h/L%C3%B6n%20plan?q=%C3%A4"
+        );
+        assert_eq!(
+            render("/a/{x}", "https://h/{x}", "/a/L%C3%B6n", None),
+            "https://h/L%C3%B6n",
+            "what the client encoded stays as it was"
         );
     }
 
