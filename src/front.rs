@@ -224,13 +224,12 @@ impl Front {
         if http1::write_request(&mut request, &outgoing).is_none() {
             return Err((error_response(stream, 502).await, "other"));
         }
-        let mut extra = Vec::new();
-        let mut overridden = Vec::new();
-        for (name, value) in f.signals.iter().flat_map(SignalHeaders::entries) {
-            header(&mut extra, name.as_str().as_bytes(), value.as_bytes());
-            overridden.push(name);
-        }
-        let overridden: Vec<&str> = overridden.iter().map(HeaderName::as_str).collect();
+        let signals: Vec<(&str, &[u8])> = f
+            .signals
+            .iter()
+            .flat_map(SignalHeaders::entries)
+            .map(|(name, value)| (name, value.as_bytes()))
+            .collect();
         let head_request = head.method == Method::HEAD;
 
         let mut out = Vec::with_capacity(1024);
@@ -252,8 +251,7 @@ impl Front {
                 &request,
                 upstream.read_timeout,
                 head_request,
-                &extra,
-                &overridden,
+                &signals,
                 &mut out,
             )
             .await;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, LINK, LOCATION};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -26,8 +26,6 @@ use crate::route::{route, Decision, Labels, Request, Scheme};
 use crate::table::{Signals, Tables};
 use crate::upstream::Upstream;
 
-const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
-const SUNSET: HeaderName = HeaderName::from_static("sunset");
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -72,11 +70,11 @@ impl SignalHeaders {
     }
 
     /// The headers that are set, each replacing the upstream's of the same name.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
         [
-            (DEPRECATION, &self.deprecation),
-            (SUNSET, &self.sunset),
-            (LINK, &self.link),
+            ("deprecation", &self.deprecation),
+            ("sunset", &self.sunset),
+            ("link", &self.link),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))

@@ -327,17 +327,10 @@ fn describe_changes(old: &Table, new: &Table) -> String {
             .collect()
     }
     fn profiles(t: &Table) -> Sources<'_> {
-        let mut seen: Sources<'_> = Sources::default();
-        let mut last: Option<&std::sync::Arc<_>> = None;
-        for tenant in t.tenants() {
-            // Tenants share their profile's `Arc`; runs of the same one are the common case.
-            if last.is_some_and(|p| std::sync::Arc::ptr_eq(p, &tenant.profile)) {
-                continue;
-            }
-            last = Some(&tenant.profile);
-            seen.insert(&tenant.profile.name, tenant.profile.source_hash);
-        }
-        seen
+        t.tenants()
+            .iter()
+            .map(|t| (&*t.profile.name, t.profile.source_hash))
+            .collect()
     }
     let (ta, tr, tc) = diff(&tenants(old), &tenants(new));
     let (pa, pr, pc) = diff(&profiles(old), &profiles(new));

@@ -151,26 +151,15 @@ async fn a_request_racing_the_upstreams_idle_close_is_retried() {
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     let connections = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            accepted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = tcp.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if tcp.write_all(ok).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let opened = connections.clone();
+    let (addr, _) = scripted_upstream(move |_, n| {
+        // The first request on a connection marks a new connection.
+        if n == 0 {
+            opened.fetch_add(1, Ordering::SeqCst);
         }
-    });
+        Reply::Send(response("HTTP/1.1 200 OK\r\nContent-Length: 2", "ok"))
+    })
+    .await;
     let gw = gateway_for(addr);
     let client = gw.client("http");
     for _ in 0..50 {

@@ -213,15 +213,14 @@ impl Template {
 /// would split or truncate a header. Spaces and non-ASCII bytes (which some clients send raw)
 /// are percent-encoded, so a `Location` or upstream target is always a valid URI.
 fn push_checked(out: &mut String, value: &str) -> Result<(), ControlCharacter> {
-    if value.bytes().any(|b| b.is_ascii_control()) {
-        return Err(ControlCharacter);
-    }
     if value.bytes().all(|b| b.is_ascii_graphic()) {
         out.push_str(value);
         return Ok(());
     }
     for c in value.chars() {
-        if c.is_ascii_graphic() {
+        if c.is_ascii_control() {
+            return Err(ControlCharacter);
+        } else if c.is_ascii_graphic() {
             out.push(c);
         } else {
             let mut utf8 = [0; 4];

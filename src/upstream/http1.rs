@@ -149,13 +149,11 @@ pub enum Parsed {
 
 /// Parses the upstream's response head in `buf` and, when it is final, writes the client's
 /// head into `out`: status line, the upstream's end-to-end headers, the framing header, and
-/// `extra` (already serialised, ending in CRLF: the tenant's signal headers). Headers named in
-/// `overridden` are dropped from the upstream's, because `extra` sets them.
+/// `extra` (the tenant's signal headers), which replace the upstream's of the same names.
 pub fn parse_response(
     buf: &[u8],
     head_request: bool,
-    extra: &[u8],
-    overridden: &[&str],
+    extra: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) -> Result<Parsed, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -225,7 +223,7 @@ pub fn parse_response(
             || listed
                 .iter()
                 .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
-            || overridden.iter().any(|o| name.eq_ignore_ascii_case(o));
+            || extra.iter().any(|(e, _)| name.eq_ignore_ascii_case(e));
         if !dropped {
             header(out, name.as_bytes(), h.value);
         }
@@ -233,7 +231,9 @@ pub fn parse_response(
     if matches!(framing, Framing::Chunked | Framing::UntilClose) {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    out.extend_from_slice(extra);
+    for (name, value) in extra {
+        header(out, name.as_bytes(), value);
+    }
     out.extend_from_slice(b"\r\n");
     Ok(Parsed::Final(ResponseHead {
         status,
@@ -249,8 +249,7 @@ pub async fn exchange(
     request: &[u8],
     read_timeout: Duration,
     head_request: bool,
-    extra: &[u8],
-    overridden: &[&str],
+    extra: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) -> Result<ResponseHead, Failure> {
     let sent = conn.stream.write_all(request).await.is_ok() && conn.stream.flush().await.is_ok();
@@ -259,7 +258,7 @@ pub async fn exchange(
     }
     let mut seen = 0;
     loop {
-        match parse_response(&conn.buf, head_request, extra, overridden, out)? {
+        match parse_response(&conn.buf, head_request, extra, out)? {
             Parsed::Final(head) => return Ok(head),
             Parsed::Interim(n) => {
                 conn.buf.advance(n);
@@ -496,13 +495,7 @@ mod tests {
 
     fn parse(raw: &str, head_request: bool) -> Result<(ResponseHead, String), Failure> {
         let mut out = Vec::new();
-        match parse_response(
-            raw.as_bytes(),
-            head_request,
-            b"Sunset: x\r\n",
-            &["sunset"],
-            &mut out,
-        )? {
+        match parse_response(raw.as_bytes(), head_request, &[("Sunset", b"x")], &mut out)? {
             Parsed::Final(h) => Ok((h, String::from_utf8(out).unwrap())),
             other => panic!("{raw:?}: {other:?}"),
         }
@@ -569,7 +562,7 @@ mod tests {
         ] {
             let mut out = Vec::new();
             assert_eq!(
-                parse_response(raw.as_bytes(), false, b"", &[], &mut out).unwrap_err(),
+                parse_response(raw.as_bytes(), false, &[], &mut out).unwrap_err(),
                 Failure::INVALID,
                 "{raw:?}"
             );
@@ -578,12 +571,12 @@ mod tests {
         let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
         let both = format!("{hints}HTTP/1.1 200");
         assert!(
-            matches!(parse_response(both.as_bytes(), false, b"", &[], &mut out), Ok(Parsed::Interim(n)) if n == hints.len())
+            matches!(parse_response(both.as_bytes(), false, &[], &mut out), Ok(Parsed::Interim(n)) if n == hints.len())
         );
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
-        assert!(parse_response(huge.as_bytes(), false, b"", &[], &mut out).is_err());
+        assert!(parse_response(huge.as_bytes(), false, &[], &mut out).is_err());
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nX: a", false, b"", &[], &mut out),
+            parse_response(b"HTTP/1.1 200 OK\r\nX: a", false, &[], &mut out),
             Ok(Parsed::Partial)
         ));
     }
