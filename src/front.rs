@@ -7,10 +7,15 @@
 //! routed with [`route`] exactly as the proxy would; answers are written with one write, and
 //! forwards go over [`http1`] with the proxy's rewriting rules, on connections kept in
 //! [`pool`] (pingora's connector makes new ones, with TLS and its timeouts). Anything
-//! else — a request with a body, HTTP/1.0, `Connection: close`, `Expect`, `Upgrade`, a head
-//! that does not parse or is too large — hands the connection, with the bytes already read, to
-//! pingora's proxy (`set_pipelined_prefix`), which then serves it to the end. HTTP/2 (ALPN
-//! `h2`) goes to pingora directly.
+//! else — a request with a body, HTTP/1.0, `Connection: close`, `Expect`, `Upgrade`, more
+//! than 64 header lines — hands the connection, with the bytes already read, to pingora's
+//! proxy (`set_pipelined_prefix`), which then serves it to the end. HTTP/2 (ALPN `h2`) goes
+//! to pingora directly.
+//!
+//! Hostile input stops here, before pingora sees it: a head that does not parse gets `400`,
+//! one over 64 KiB `431`, `Transfer-Encoding` with `Content-Length` (or on HTTP/1.0) `400`, all
+//! with the connection closed; a head must arrive within 10 s of its first byte. pingora only
+//! ever receives complete, well-formed heads.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,11 +43,15 @@ use crate::upstream::http1::{self, Outgoing, RelayError};
 use crate::upstream::pool::{self, Conn};
 use crate::upstream::Upstream;
 
-/// Request heads larger than this go to pingora, which answers them as it should (431/400).
-const MAX_HEAD: usize = 16 * 1024;
-/// How long an idle keep-alive connection may wait for the next request, and how long a
-/// request head may take to arrive in full.
+/// A request head larger than this is refused with `431` (nginx allows 4 × 8 KiB by default;
+/// single-sign-on cookies make heads of 10–20 KiB common enough to leave room).
+const MAX_HEAD: usize = 64 * 1024;
+/// How long an idle keep-alive connection may wait for the next request.
 const IDLE: Duration = Duration::from_secs(60);
+/// How long a request head may take to arrive in full once its first byte has: a client
+/// trickling its headers (slowloris) is cut off here, like nginx's `client_header_timeout`.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heads with more header lines go to pingora, which allows 256.
 const MAX_HEADERS: usize = 64;
 
 pub struct Front {
@@ -86,25 +95,45 @@ impl Front {
         scheme: Scheme,
         peer: Option<IpAddr>,
     ) -> Step {
-        let started = Instant::now();
-        // The whole head must arrive within IDLE: trickling a byte at a time buys nothing.
-        let deadline = tokio::time::Instant::now() + IDLE;
+        let mut started = Instant::now();
+        // A pipelined request has begun already; otherwise wait for one as long as IDLE.
+        let wait = if buf.is_empty() { IDLE } else { HEAD_TIMEOUT };
+        let mut deadline = tokio::time::Instant::now() + wait;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
         let head_len = loop {
             match parsed.parse(buf) {
                 Ok(httparse::Status::Complete(n)) => break n,
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                _ => return Step::HandOff,
+                Ok(httparse::Status::Partial) => {
+                    return self
+                        .refuse(stream, 431, "head too large", started, peer)
+                        .await;
+                }
+                Err(httparse::Error::TooManyHeaders) => return Step::HandOff,
+                Err(_) => {
+                    return self
+                        .refuse(stream, 400, "malformed head", started, peer)
+                        .await
+                }
             }
+            let was_empty = buf.is_empty();
             match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Step::Close,
                 Ok(Ok(_)) => {}
+            }
+            if was_empty {
+                // A request begins: its whole head must follow within HEAD_TIMEOUT.
+                started = Instant::now();
+                deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
             }
             // The parser borrows the buffer; start over on the longer one.
             headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             parsed = httparse::Request::new(&mut headers);
         };
+        if let Some(why) = smuggling_shape(&parsed) {
+            return self.refuse(stream, 400, why, started, peer).await;
+        }
         let Some(head) = Head::read(&parsed, self.recorder.census.api_key_headers()) else {
             return Step::HandOff;
         };
@@ -302,6 +331,41 @@ impl Front {
         }
     }
 
+    /// Answers a request that cannot be served with `status` and closes the connection: after
+    /// a malformed or oversized head, nothing later on the connection can be trusted to be
+    /// framed as the client meant. Counted as a reject for an unknown tenant.
+    async fn refuse(
+        &self,
+        stream: &mut Stream,
+        status: u16,
+        why: &'static str,
+        started: Instant,
+        peer: Option<IpAddr>,
+    ) -> Step {
+        let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let mut out = Vec::with_capacity(128);
+        status_line(&mut out, code, None);
+        header(&mut out, b"Content-Length", b"0");
+        header(&mut out, b"Connection", b"close");
+        header(&mut out, b"Date", get_cached_date().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok() {
+            linger(stream).await;
+        }
+        self.recorder.finish(Finished {
+            labels: None,
+            status,
+            method: &Method::GET,
+            path: "",
+            headers: &HeaderMap::new(),
+            peer,
+            elapsed: started.elapsed(),
+            upstream_error: None,
+            error: why,
+        });
+        Step::Close
+    }
+
     /// A new connection (TCP, and TLS for `https` upstreams) with the upstream's timeouts and
     /// trust roots.
     async fn connect(
@@ -315,6 +379,47 @@ impl Front {
             buf: BytesMut::with_capacity(8 * 1024),
         })
     }
+}
+
+/// Closes our side and reads what the client still sends for a moment before the socket is
+/// dropped: closing with unread bytes makes the kernel send a reset, which can destroy the
+/// error response before the client reads it (nginx's `lingering_close`).
+async fn linger(stream: &mut Stream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const MAX_DISCARD: usize = 256 * 1024;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let discard = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < MAX_DISCARD {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
+}
+
+/// Header combinations that let two HTTP parsers disagree on where a request ends (request
+/// smuggling): refused outright, as nginx does, rather than repaired. `Transfer-Encoding`
+/// with `Content-Length` (RFC 9112 §6.1 lets a server reject it), and `Transfer-Encoding` on
+/// HTTP/1.0, which has no chunked framing.
+fn smuggling_shape(req: &httparse::Request<'_, '_>) -> Option<&'static str> {
+    let has = |name: &str| {
+        req.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    if !has("transfer-encoding") {
+        return None;
+    }
+    if has("content-length") {
+        return Some("both Transfer-Encoding and Content-Length");
+    }
+    (req.version == Some(0)).then_some("Transfer-Encoding on HTTP/1.0")
 }
 
 /// A bodiless error answer to the client, keeping the connection.

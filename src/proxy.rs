@@ -24,7 +24,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::report::{Finished, Recorder};
 use crate::route::{route, Decision, Labels, Request, Scheme};
 use crate::table::{Signals, Tables};
-use crate::upstream::Upstream;
+use crate::upstream::{http1, Upstream};
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -280,7 +280,16 @@ impl ProxyHttp for Gateway {
                     .map(str::to_owned)
             });
         upstream_request.insert_header(HOST, &*plan.upstream.authority)?;
-        // Whatever a client claims in X-Forwarded-* is replaced, never appended to.
+        // Whatever a client claims in Forwarded and X-Forwarded-* is replaced, never appended to.
+        let claims: Vec<HeaderName> = upstream_request
+            .headers
+            .keys()
+            .filter(|name| http1::is_forwarding_claim(name.as_str()))
+            .cloned()
+            .collect();
+        for name in &claims {
+            upstream_request.remove_header(name);
+        }
         match session.client_addr().and_then(|a| a.as_inet()) {
             Some(addr) => upstream_request.insert_header(X_FORWARDED_FOR, addr.ip().to_string())?,
             None => {

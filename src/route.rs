@@ -148,6 +148,14 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         );
     };
     let path = req.uri.path();
+    if !path.starts_with('/') {
+        // `OPTIONS *` or an authority-form target (`CONNECT`'s): nothing to route.
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "the request target is not a path",
+            Some(tenant),
+        );
+    }
     let Some((rule, captures)) = tenant.find_rule(path, req.method) else {
         return reject(
             StatusCode::NOT_FOUND,

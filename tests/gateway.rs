@@ -196,6 +196,8 @@ async fn forward_keeps_method_body_and_authorization_and_rewrites_host() {
         .header("authorization", "Bearer s3cr3t-token")
         .header("content-type", "application/json")
         .header("x-forwarded-for", "203.0.113.66")
+        .header("x-forwarded-port", "1")
+        .header("forwarded", "for=203.0.113.66;host=evil.example")
         .body(body)
         .send()
         .await
@@ -231,8 +233,10 @@ async fn forward_keeps_method_body_and_authorization_and_rewrites_host() {
         Some("application/json")
     );
     assert_eq!(String::from_utf8_lossy(&s.body), body);
-    // A client's own X-Forwarded-For is replaced, not trusted.
+    // A client's own X-Forwarded-For is replaced, not trusted; other forwarding claims dropped.
     assert_eq!(s.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.header("x-forwarded-port"), None);
+    assert_eq!(s.header("forwarded"), None);
     assert_eq!(s.header("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(
         s.header("x-forwarded-host").as_deref(),
@@ -494,6 +498,8 @@ async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
         .header("authorization", "Basic aW50ZWdyYXRpb246c2VjcmV0")
         .header("x-forwarded-for", "203.0.113.66")
         .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-port", "1")
+        .header("forwarded", "for=203.0.113.66;host=evil.example")
         .header("accept", "application/json")
         .send()
         .await
@@ -521,6 +527,8 @@ async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
     );
     assert_eq!(s.header("accept").as_deref(), Some("application/json"));
     assert_eq!(s.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.header("x-forwarded-port"), None);
+    assert_eq!(s.header("forwarded"), None);
     assert_eq!(s.header("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(
         s.header("x-forwarded-host").as_deref(),
@@ -571,12 +579,20 @@ async fn https_http1_clients_get_redirects_and_forwards() {
     assert_eq!(seen[0].header("authorization").as_deref(), Some("Bearer t"));
 }
 
-/// Heads larger than the front door's first buffer, and larger than it parses at all (those
-/// go to the proxy), are answered the same.
+/// Heads larger than the front door's first buffer are answered like small ones, up to the
+/// 64 KiB limit; a larger head gets 431.
 #[tokio::test]
-async fn large_request_heads_are_answered() {
+async fn large_request_heads_are_answered_up_to_the_limit() {
     let gw = Gateway::start_example(None);
-    for size in [100, 10_000, 20_000] {
+    let too_large = gw
+        .client("http")
+        .get(gw.url("http://acme.flexhosting.se/Timeclock"))
+        .header("cookie", format!("session={}", "x".repeat(70_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 431);
+    for size in [100, 10_000, 20_000, 60_000] {
         let resp = gw
             .client("http")
             .get(gw.url("http://acme.flexhosting.se/Timeclock"))

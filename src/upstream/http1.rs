@@ -74,6 +74,13 @@ impl Failure {
     const INVALID: Self = Self::new(502, "invalid_response", false);
 }
 
+/// `Forwarded` and `X-Forwarded-*`: what a client claims about earlier hops. Signpost is the
+/// first hop it trusts, so these are dropped and its own `X-Forwarded-*` written instead.
+pub fn is_forwarding_claim(name: &str) -> bool {
+    name.eq_ignore_ascii_case("forwarded")
+        || name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-")
+}
+
 /// Serialises the upstream request head: the client's headers minus hop-by-hop ones and any
 /// `X-Forwarded-*` it claimed, then `Host` and `X-Forwarded-*` as Signpost sets them.
 /// `None` if the target is not a valid request-target (never happens for routed paths).
@@ -94,10 +101,7 @@ pub fn write_request(out: &mut Vec<u8>, req: &Outgoing<'_>) -> Option<()> {
     for h in req.client_headers {
         let name = h.name;
         let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n));
-        if hop
-            || name.eq_ignore_ascii_case("host")
-            || name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-")
-        {
+        if hop || name.eq_ignore_ascii_case("host") || is_forwarding_claim(name) {
             continue;
         }
         header(out, name.as_bytes(), h.value);

@@ -1,0 +1,291 @@
+//! Hostile requests on raw sockets against the running gateway: malformed request lines and
+//! headers, request-smuggling shapes, oversized heads, absolute-form targets that disagree with
+//! `Host`, `CONNECT`, slowloris. Each gets a 4xx (or a closed connection) within a bounded
+//! time, none reaches an upstream, and ordinary clients are served meanwhile.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, TestCa, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What the server did with one raw request.
+struct Outcome {
+    /// Status codes of the responses read, in order.
+    statuses: Vec<u16>,
+    /// Everything read, for messages.
+    text: String,
+    /// The server closed the connection (rather than the read window ending).
+    closed: bool,
+}
+
+/// Sends `raw` on a new connection and reads until the server closes it or `window` passes;
+/// with `keep_alive`, also stops after one complete response.
+async fn send_raw(addr: SocketAddr, raw: &[u8], window: Duration, keep_alive: bool) -> Outcome {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(raw).await.unwrap();
+    let mut read = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    let mut closed = false;
+    loop {
+        let mut piece = [0u8; 8192];
+        match tokio::time::timeout_at(deadline, tcp.read(&mut piece)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => read.extend_from_slice(&piece[..n]),
+            Err(_) => break,
+        }
+        if keep_alive && complete(&read) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&read).into_owned();
+    let statuses = text
+        .split("\r\n")
+        .filter_map(|line| {
+            line.strip_prefix("HTTP/1.1 ")
+                .or(line.strip_prefix("HTTP/1.0 "))
+        })
+        .filter_map(|rest| rest.get(..3)?.parse().ok())
+        .collect();
+    Outcome {
+        statuses,
+        text,
+        closed,
+    }
+}
+
+/// One whole response with a `Content-Length` body has been read.
+fn complete(read: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(read);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+/// Keeps one ordinary client busy with redirects until stopped; returns (ok, failures).
+fn ordinary_traffic(
+    gw: &Gateway,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(u32, Vec<String>)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = gw.client("http");
+    let url = gw.url("http://acme.flexhosting.se/Timeclock");
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let (mut ok, mut bad) = (0, Vec::new());
+        while !stopped.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            match client.get(&url).send().await {
+                Ok(resp) if resp.status() == 307 && started.elapsed() < Duration::from_secs(2) => {
+                    ok += 1
+                }
+                Ok(resp) => bad.push(format!("{} after {:?}", resp.status(), started.elapsed())),
+                Err(e) => bad.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (ok, bad)
+    });
+    (stop, task)
+}
+
+fn metric(gw: &Gateway, line_start: &str) -> f64 {
+    let (_, text) = gw.admin("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+const HOST: &str = "Host: acme.flexhosting.se\r\n";
+
+/// Every malformed or ambiguous request is refused with the expected 4xx; those whose framing
+/// cannot be trusted also close the connection, so nothing after them is read as a request.
+/// The callback route forwards to a recording upstream: none of these may reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_ambiguous_requests_are_refused() {
+    let ca = TestCa::new();
+    let up = Upstream::start(&ca, &["web.flexhrm.com", "api.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&up, &ca)));
+    let (stop, traffic) = ordinary_traffic(&gw);
+
+    let callback = "POST /HRM/IP1/Callback HTTP/1.1\r\n";
+    let smuggled = "GET /HRM/API/smuggled HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
+    let huge = format!(
+        "GET /Timeclock HTTP/1.1\r\n{HOST}X-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many: String = (0..300).map(|i| format!("X-{i}: v\r\n")).collect();
+    // (what, request, expected status, must the connection close)
+    let cases: Vec<(&str, String, u16, bool)> = vec![
+        ("garbage request line", "GARBAGE\r\n\r\n".into(), 400, true),
+        ("bad method token", format!("GE(T / HTTP/1.1\r\n{HOST}\r\n"), 400, true),
+        ("unknown version", format!("GET / HTTP/9.9\r\n{HOST}\r\n"), 400, true),
+        ("space in target", format!("GET /a b HTTP/1.1\r\n{HOST}\r\n"), 400, true),
+        ("HTTP/2 preface on HTTP/1", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), 400, true),
+        ("space in header name", format!("GET /Timeclock HTTP/1.1\r\n{HOST}Bad Header: x\r\n\r\n"), 400, true),
+        ("header without colon", format!("GET /Timeclock HTTP/1.1\r\n{HOST}NoColon\r\n\r\n"), 400, true),
+        ("NUL in header value", format!("GET /Timeclock HTTP/1.1\r\n{HOST}X-A: a\0b\r\n\r\n"), 400, true),
+        ("bare CR", format!("GET /Timeclock HTTP/1.1\r\n{HOST}X-A: a\rb\r\n\r\n"), 400, true),
+        ("obs-fold", format!("GET /Timeclock HTTP/1.1\r\n{HOST}X-A: one\r\n two\r\n\r\n"), 400, true),
+        ("obs-fold Host", "GET /Timeclock HTTP/1.1\r\nHost: evil.example\r\n acme.flexhosting.se\r\n\r\n".into(), 400, true),
+        ("conflicting Content-Length", format!("{callback}{HOST}Content-Length: 3\r\nContent-Length: 5\r\n\r\nabcde"), 400, true),
+        ("Content-Length list", format!("{callback}{HOST}Content-Length: 3, 5\r\n\r\nabcde"), 400, true),
+        ("negative Content-Length", format!("{callback}{HOST}Content-Length: -1\r\n\r\n"), 400, true),
+        ("Transfer-Encoding and Content-Length", format!("{callback}{HOST}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
+        ("Transfer-Encoding and Content-Length on GET", format!("GET /Timeclock HTTP/1.1\r\n{HOST}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
+        ("Transfer-Encoding on HTTP/1.0", format!("POST /HRM/IP1/Callback HTTP/1.0\r\n{HOST}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
+        ("unknown Transfer-Encoding", format!("{callback}{HOST}Transfer-Encoding: gzip\r\n\r\n{smuggled}"), 400, true),
+        ("chunked not last", format!("{callback}{HOST}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
+        ("space before colon", format!("{callback}{HOST}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
+        ("head over 64 KiB", huge, 431, true),
+        ("300 header lines", format!("GET /Timeclock HTTP/1.1\r\n{HOST}{many}\r\n"), 400, true),
+        ("HTTP/1.0 without Host", "GET /Timeclock HTTP/1.0\r\n\r\n".into(), 400, true),
+        ("HTTP/1.1 without Host", "GET /Timeclock HTTP/1.1\r\n\r\n".into(), 400, false),
+        ("two Host headers", format!("GET /Timeclock HTTP/1.1\r\n{HOST}Host: evil.example\r\n\r\n"), 400, false),
+        ("userinfo in Host", "GET /Timeclock HTTP/1.1\r\nHost: evil.example@acme.flexhosting.se\r\n\r\n".into(), 400, false),
+        ("path in Host", "GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se/evil\r\n\r\n".into(), 400, false),
+        ("absolute form, foreign authority", format!("GET http://evil.example/Timeclock HTTP/1.1\r\n{HOST}\r\n"), 400, false),
+        ("absolute form, foreign Host", "GET http://acme.flexhosting.se/Timeclock HTTP/1.1\r\nHost: evil.example\r\n\r\n".into(), 400, false),
+        ("absolute form, another tenant", format!("GET http://exempel.com/HRM/API/x HTTP/1.1\r\n{HOST}\r\n"), 400, false),
+        ("CONNECT elsewhere", "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n".into(), 405, true),
+        ("CONNECT to a tenant", "CONNECT acme.flexhosting.se:443 HTTP/1.1\r\nHost: acme.flexhosting.se:443\r\n\r\n".into(), 405, true),
+        ("asterisk form", format!("OPTIONS * HTTP/1.1\r\n{HOST}\r\n"), 400, false),
+    ];
+    let tried = cases.len();
+    for (what, raw, status, must_close) in cases {
+        let started = Instant::now();
+        let out = send_raw(gw.http, raw.as_bytes(), Duration::from_secs(5), !must_close).await;
+        assert_eq!(out.statuses, vec![status], "{what}: {}", out.text);
+        assert!(
+            !out.text.to_ascii_lowercase().contains("\r\nlocation:"),
+            "{what}: {}",
+            out.text
+        );
+        if must_close {
+            assert!(out.closed, "{what}: connection left open after {status}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        }
+    }
+    // The well-formed version of the same request still works on the same gateway.
+    let out = send_raw(
+        gw.http,
+        format!(
+            "GET http://acme.flexhosting.se/Timeclock HTTP/1.1\r\n{HOST}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+        false,
+    )
+    .await;
+    assert_eq!(out.statuses, vec![307], "{}", out.text);
+
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = traffic.await.unwrap();
+    assert!(
+        ok > 0 && bad.is_empty(),
+        "ordinary client: {ok} ok, {bad:?}"
+    );
+    assert!(
+        up.take().is_empty(),
+        "a refused request reached the upstream"
+    );
+    let unknown = "signpost_requests_total{action=\"reject\",code=";
+    assert_eq!(
+        metric(
+            &gw,
+            &format!("{unknown}\"431\",kind=\"_none\",tenant=\"_unknown\"}}")
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &gw,
+            &format!("{unknown}\"400\",kind=\"_none\",tenant=\"_unknown\"}}")
+        ) >= 10.0
+    );
+    eprintln!("{tried} malformed requests refused");
+}
+
+/// Slowloris: clients that trickle their headers a byte a second are cut off when the head
+/// has not arrived 10 s after it began, and ordinary clients are served the whole time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_trickled_a_byte_a_second_are_cut_off() {
+    const TRICKLERS: usize = 50;
+    let gw = Gateway::start_example(None);
+    let (stop, traffic) = ordinary_traffic(&gw);
+    let head = format!(
+        "GET /Timeclock HTTP/1.1\r\n{HOST}X-Slow: {}\r\n\r\n",
+        "a".repeat(60)
+    );
+    let tricklers: Vec<_> = (0..TRICKLERS)
+        .map(|_| {
+            let head = head.clone().into_bytes();
+            let addr = gw.http;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let (mut read, mut write) = TcpStream::connect(addr).await.unwrap().into_split();
+                let trickle = async {
+                    for byte in head {
+                        if write.write_all(&[byte]).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    std::future::pending::<()>().await
+                };
+                let mut answer = Vec::new();
+                tokio::select! {
+                    _ = read.read_to_end(&mut answer) => {}
+                    _ = trickle => {}
+                }
+                (started.elapsed(), answer)
+            })
+        })
+        .collect();
+    for t in tricklers {
+        let (elapsed, answer) = t.await.unwrap();
+        assert!(answer.is_empty(), "a trickled head was answered");
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(16)).contains(&elapsed),
+            "closed after {elapsed:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = traffic.await.unwrap();
+    assert!(
+        ok > 50 && bad.is_empty(),
+        "ordinary client: {ok} ok, {bad:?}"
+    );
+}
+
+/// A pipelined request after a refused one is never answered: the refusal closes the
+/// connection, so a body that smuggles a second request cannot be read as one.
+#[tokio::test]
+async fn nothing_after_a_refused_request_is_served() {
+    let gw = Gateway::start_example(None);
+    let raw = format!(
+        "GET /Timeclock HTTP/1.1\r\n{HOST}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n\
+         GET /Timeclock/Smuggled HTTP/1.1\r\n{HOST}\r\n\
+         GET /Timeclock/Smuggled HTTP/1.1\r\n{HOST}\r\n"
+    );
+    let out = send_raw(gw.http, raw.as_bytes(), Duration::from_secs(5), false).await;
+    assert_eq!(out.statuses, vec![400], "{}", out.text);
+    assert!(out.closed);
+    assert!(!out.text.contains("Smuggled"), "{}", out.text);
+}
