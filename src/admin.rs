@@ -50,39 +50,30 @@ fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
 impl Admin {
     /// The refusal for a client that may not use POST endpoints, if it may not.
     fn denial(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
-        match &self.token_file {
-            Some(file) => {
-                let token = std::fs::read_to_string(file)
-                    .map(|t| t.trim().to_owned())
-                    .unwrap_or_default();
-                let given = session
-                    .req_header()
-                    .headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap_or("");
-                if !token.is_empty() && same_secret(&token, given.trim()) {
-                    None
-                } else {
-                    Some(text(
-                        StatusCode::UNAUTHORIZED,
-                        "a valid bearer token is required",
-                    ))
-                }
-            }
-            None => {
-                let loopback = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip())
-                    .is_some_and(|ip: IpAddr| ip.is_loopback());
-                if loopback {
-                    None
-                } else {
-                    Some(text(StatusCode::FORBIDDEN, "POST endpoints accept loopback clients only (set admin.token_file to allow others)"))
-                }
-            }
+        let token = self.token_file.as_ref().map(|file| {
+            std::fs::read_to_string(file)
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_default()
+        });
+        let authorization = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match may_post(token.as_deref(), authorization, peer) {
+            PostCheck::Allowed => None,
+            PostCheck::NeedsToken => Some(text(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+            )),
+            PostCheck::LoopbackOnly => Some(text(
+                StatusCode::FORBIDDEN,
+                "POST endpoints accept loopback clients only (set admin.token_file to allow others)",
+            )),
         }
     }
 
@@ -118,6 +109,40 @@ impl Admin {
     }
 }
 
+/// Whether a client may use the POST endpoints.
+#[derive(Debug, PartialEq, Eq)]
+enum PostCheck {
+    Allowed,
+    /// `401`: a token is configured and the request did not carry it.
+    NeedsToken,
+    /// `403`: no token is configured and the client is not on this machine.
+    LoopbackOnly,
+}
+
+/// The rule for POST endpoints. `token` is the token file's content (trimmed; empty when it
+/// cannot be read) when `admin.token_file` is set: the request must then carry
+/// `Authorization: Bearer <token>` from anywhere, and an empty or unreadable token file lets
+/// no one in. Without a token file only loopback peers may POST; an IPv4 client of a dual-stack
+/// (`[::]`) listener shows up as `::ffff:127.0.0.1`, which is loopback too.
+fn may_post(token: Option<&str>, authorization: Option<&str>, peer: Option<IpAddr>) -> PostCheck {
+    match token {
+        Some(token) => {
+            // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` from a script counts.
+            let given = authorization
+                .and_then(|v| v.trim().split_once(' '))
+                .and_then(|(scheme, rest)| scheme.eq_ignore_ascii_case("bearer").then_some(rest))
+                .unwrap_or("");
+            if !token.is_empty() && same_secret(token, given.trim()) {
+                PostCheck::Allowed
+            } else {
+                PostCheck::NeedsToken
+            }
+        }
+        None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => PostCheck::Allowed,
+        None => PostCheck::LoopbackOnly,
+    }
+}
+
 /// Compares digests rather than the secrets, so the time taken says nothing about how much
 /// of a guess was right.
 fn same_secret(a: &str, b: &str) -> bool {
@@ -146,6 +171,87 @@ impl ServeHttp for Admin {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /stragglers, /stragglers.json, /config, /-/healthy, /-/ready, POST /-/reload"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_may_post() {
+        for peer in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(may_post(None, None, ip(peer)), PostCheck::Allowed, "{peer}");
+        }
+        for peer in [
+            "192.0.2.2",
+            "10.0.0.5",
+            "0.0.0.0",
+            "fd00::2",
+            "::ffff:192.0.2.2",
+            "::",
+        ] {
+            assert_eq!(
+                may_post(None, None, ip(peer)),
+                PostCheck::LoopbackOnly,
+                "{peer}"
+            );
+        }
+        assert_eq!(
+            may_post(None, None, None),
+            PostCheck::LoopbackOnly,
+            "no peer address"
+        );
+        // A bearer token means nothing when none is configured.
+        assert_eq!(
+            may_post(None, Some("Bearer anything"), ip("192.0.2.2")),
+            PostCheck::LoopbackOnly
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_peer_needs_it_and_loopback_is_not_enough() {
+        let token = Some("s3cret");
+        for peer in [ip("127.0.0.1"), ip("192.0.2.2"), None] {
+            for given in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "] {
+                assert_eq!(
+                    may_post(token, Some(given), peer),
+                    PostCheck::Allowed,
+                    "{given:?}"
+                );
+            }
+            for given in [
+                None,
+                Some("Bearer wrong"),
+                Some("Bearer s3cre"),
+                Some("Bearer s3cretX"),
+                Some("Basic s3cret"),
+                Some("s3cret"),
+                Some("Bearer "),
+                Some("Bearers3cret"),
+            ] {
+                assert_eq!(
+                    may_post(token, given, peer),
+                    PostCheck::NeedsToken,
+                    "{given:?} from {peer:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_or_unreadable_token_file_lets_no_one_in() {
+        for given in [None, Some("Bearer "), Some("Bearer")] {
+            assert_eq!(
+                may_post(Some(""), given, ip("127.0.0.1")),
+                PostCheck::NeedsToken,
+                "{given:?}"
+            );
         }
     }
 }

@@ -94,6 +94,7 @@ impl Front {
         buf: &mut BytesMut,
         scheme: Scheme,
         peer: Option<IpAddr>,
+        shutdown: &ShutdownWatch,
     ) -> Step {
         let mut started = Instant::now();
         // A pipelined request has begun already; otherwise wait for one as long as IDLE.
@@ -162,8 +163,15 @@ impl Front {
             };
             (plan, routed.labels(head.uri.path()))
         };
-        let (done, upstream_error) = match plan {
-            Plan::Answer(answer) => {
+        // Shutting down: this request is served, and the client told to send the next one on a
+        // new connection (to the new process, in an upgrade). Idle connections are not closed
+        // early: a client may be sending on one just then, and that request would be lost.
+        let closing = *shutdown.borrow();
+        let (mut done, upstream_error) = match plan {
+            Plan::Answer(mut answer) => {
+                if closing {
+                    answer.close_connection();
+                }
                 let written =
                     stream.write_all(&answer.bytes).await.is_ok() && stream.flush().await.is_ok();
                 (
@@ -186,6 +194,7 @@ impl Front {
                     signals,
                     scheme,
                     peer,
+                    closing,
                 };
                 match self.forward(stream, parsed.headers, &head, forward).await {
                     Ok(done) => (done, None),
@@ -193,6 +202,8 @@ impl Front {
                 }
             }
         };
+        // A shutdown that began during the request closes the connection after it.
+        done.keep_alive &= !*shutdown.borrow();
         buf.advance(head_len);
         let labels = labels.as_ref();
         self.recorder.finish(Finished {
@@ -253,12 +264,15 @@ impl Front {
         if http1::write_request(&mut request, &outgoing).is_none() {
             return Err((error_response(stream, 502).await, "other"));
         }
-        let signals: Vec<(&str, &[u8])> = f
+        let mut extra: Vec<(&str, &[u8])> = f
             .signals
             .iter()
             .flat_map(SignalHeaders::entries)
             .map(|(name, value)| (name, value.as_bytes()))
             .collect();
+        if f.closing {
+            extra.push(("Connection", b"close"));
+        }
         let head_request = head.method == Method::HEAD;
 
         let mut out = Vec::with_capacity(1024);
@@ -280,7 +294,7 @@ impl Front {
                 &request,
                 upstream.read_timeout,
                 head_request,
-                &signals,
+                &extra,
                 &mut out,
             )
             .await;
@@ -462,6 +476,8 @@ struct Forward<'a> {
     signals: Option<SignalHeaders>,
     scheme: Scheme,
     peer: Option<IpAddr>,
+    /// Add `Connection: close` to the response (the server is shutting down).
+    closing: bool,
 }
 
 /// The parts of a parsed head that routing, census and log need.
@@ -538,6 +554,17 @@ struct Answer {
 }
 
 impl Answer {
+    /// Adds `Connection: close` after the status line.
+    fn close_connection(&mut self) {
+        let line_end = self
+            .bytes
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |i| i + 2);
+        self.bytes
+            .splice(line_end..line_end, *b"Connection: close\r\n");
+    }
+
     fn from(routed: &crate::route::Routed<'_>, head_only: bool) -> Self {
         let mut out = Vec::with_capacity(256);
         let date = get_cached_date();
@@ -649,11 +676,13 @@ impl ServerApp for Front {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let mut buf = BytesMut::with_capacity(4096);
+        // During a shutdown each connection still gets its next request answered (with
+        // `Connection: close`): one accepted just as the signal came may already carry one.
         loop {
-            if *shutdown.borrow() && buf.is_empty() {
-                return None;
-            }
-            match self.step(&mut stream, &mut buf, scheme, peer).await {
+            match self
+                .step(&mut stream, &mut buf, scheme, peer, shutdown)
+                .await
+            {
                 Step::Answered => continue,
                 Step::Close => return None,
                 Step::HandOff => break,

@@ -29,7 +29,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve (the default when only --config is given).
-    Run,
+    Run {
+        /// Take the listening sockets over from a running instance (graceful upgrade): start
+        /// this, then send the old process SIGQUIT. See the README.
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Validate the config: exit 0, or exit 1 printing `FILE:LINE: reason` lines.
     Check,
     /// Print, as JSON, what the server would do with one request.
@@ -87,11 +92,11 @@ fn main() -> ExitCode {
         eprintln!("signpost: --config FILE is required (see --help)");
         return ExitCode::from(2);
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.unwrap_or(Command::Run { upgrade: false }) {
         Command::Stragglers { .. } => unreachable!("handled above"),
-        Command::Run => {
+        Command::Run { upgrade } => {
             init_logging(cli.log_format);
-            match signpost::server::run(&config_path) {
+            match signpost::server::run(&config_path, upgrade) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

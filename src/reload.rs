@@ -9,6 +9,9 @@
 //! renaming it over the old one, and Kubernetes swaps a ConfigMap by re-pointing the `..data`
 //! symlink; neither changes the watched file's inode. Events are debounced, and a reload runs
 //! only when the fingerprint of what was read (file contents, folder listings) has changed.
+//! Opening and reading files is not a change (the watcher's own reads would wake it again),
+//! and the folders are watched again after every event: a folder renamed away and back, or
+//! replaced by another, loses its watch.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -56,8 +59,9 @@ pub struct Live {
     path: PathBuf,
     /// The settings the process started with: sockets and threads cannot change without a restart.
     started_with: Settings,
-    /// Serialises reloads; holds the fingerprint of the running config's inputs.
-    fingerprint: tokio::sync::Mutex<u64>,
+    /// Serialises reloads; holds the fingerprint of the running config's inputs, `None` when
+    /// they changed while being loaded (so the next look reloads).
+    fingerprint: tokio::sync::Mutex<Option<u64>>,
     /// Files that are written by Signpost itself and must not trigger reloads.
     ignore: Option<PathBuf>,
 }
@@ -86,7 +90,7 @@ impl Live {
             path: path.to_owned(),
             ignore: config.settings.census.state_file.clone(),
             started_with: config.settings,
-            fingerprint: tokio::sync::Mutex::new(fingerprint),
+            fingerprint: tokio::sync::Mutex::new(Some(fingerprint)),
             info: ArcSwap::from_pointee(info),
         };
         live.publish(&live.info.load());
@@ -104,7 +108,7 @@ impl Live {
     /// Loads the config again and swaps it in; `why` says what triggered it, for the log.
     pub async fn reload(&self, why: &str) -> Result<Reloaded, ConfigErrors> {
         let mut fingerprint_slot = self.fingerprint.lock().await;
-        self.reload_locked(why, &mut fingerprint_slot).await
+        self.reload_locked(why, &mut fingerprint_slot, None).await
     }
 
     /// Reloads only if the inputs changed since the last load (the watcher's path).
@@ -118,25 +122,51 @@ impl Live {
         })
         .await
         .unwrap_or(0);
-        if current != *slot {
-            let _ = self.reload_locked("files changed", &mut slot).await;
+        if Some(current) != *slot {
+            let _ = self
+                .reload_locked("files changed", &mut slot, Some(current))
+                .await;
         }
     }
 
+    /// `inputs` is the fingerprint of the running config's inputs taken just now, if the
+    /// caller has one.
     async fn reload_locked(
         &self,
         why: &str,
-        fingerprint_slot: &mut u64,
+        fingerprint_slot: &mut Option<u64>,
+        inputs: Option<u64>,
     ) -> Result<Reloaded, ConfigErrors> {
         let started = Instant::now();
         let previous = self.tables.load_full();
         let path = self.path.clone();
         let prev = previous.clone();
         let ignore = self.ignore.clone();
+        let running_certs = self.certs.as_ref().map(|slot| slot.load_full());
+        let running = self.info.load_full();
         let loaded = tokio::task::spawn_blocking(move || {
+            let ignore = ignore.as_deref();
+            let running_files: Vec<PathBuf> = running.files.iter().map(PathBuf::from).collect();
+            let before =
+                inputs.unwrap_or_else(|| fingerprint(&running.watch, &running_files, ignore));
             let config = config::load(&path, Some(&prev))?;
-            let fp = fingerprint(&config.watch, &config.files, ignore.as_deref());
-            Ok::<_, ConfigErrors>((config, fp))
+            if let (Some(running), Some(next)) = (&running_certs, &config.certs) {
+                refuse_invalid_replacements(running, next)?;
+            }
+            let fp = fingerprint(&config.watch, &config.files, ignore);
+            // Files that changed while they were being read (a ConfigMap swapped during the
+            // load) leave a config older than the files, while `fp` already describes the
+            // newer ones: stored, it would hide that change from the watcher for good. Then
+            // store nothing, and the event of that change reloads again. (Only the running
+            // config's inputs are compared; a change to a file that only the new config
+            // includes, made during the load, is not caught.)
+            let same_inputs = config.watch == running.watch && config.files == running_files;
+            let after = if same_inputs {
+                fp
+            } else {
+                fingerprint(&running.watch, &running_files, ignore)
+            };
+            Ok::<_, ConfigErrors>((config, (after == before).then_some(fp)))
         })
         .await
         .unwrap_or_else(|e| {
@@ -206,8 +236,10 @@ impl Live {
     /// Watches the config's folders until `shutdown`, reloading on changes.
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-        let mut watcher = match notify::recommended_watcher(move |_event| {
-            let _ = tx.try_send(());
+        let mut watcher = match notify::recommended_watcher(move |event| {
+            if is_change(&event) {
+                let _ = tx.try_send(());
+            }
         }) {
             Ok(w) => w,
             Err(e) => {
@@ -215,25 +247,19 @@ impl Live {
                 return;
             }
         };
-        let mut watched: HashSet<PathBuf> = HashSet::new();
+        let mut folders = Folders::default();
         loop {
-            for dir in &self.info.load().watch {
-                if !watched.contains(dir) {
-                    match watcher.watch(dir, RecursiveMode::NonRecursive) {
-                        Ok(()) => {
-                            watched.insert(dir.clone());
-                        }
-                        Err(e) => {
-                            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder")
-                        }
-                    }
-                }
-            }
+            // The running config's folders (new ones after a reload that added includes).
+            folders.renew(&mut watcher, &self.info.load().watch);
             tokio::select! {
                 event = rx.recv() => {
                     if event.is_none() { return; }
                     tokio::time::sleep(DEBOUNCE).await;
                     while rx.try_recv().is_ok() {}
+                    // A folder renamed away and back, deleted and made again, or replaced by
+                    // another has lost its watch: renew them before looking, so a change made
+                    // after the look is an event again.
+                    folders.renew(&mut watcher, &self.info.load().watch);
                     self.reload_if_changed().await;
                 }
                 _ = shutdown.changed() => return,
@@ -257,12 +283,90 @@ impl Live {
     }
 }
 
+/// The folders the watcher has been asked to watch, by the identity (device, inode) of the
+/// folder each name led to.
+#[derive(Default)]
+struct Folders {
+    watched: HashMap<PathBuf, (u64, u64)>,
+    /// Folders that could not be watched, warned about once until they can.
+    failing: HashSet<PathBuf>,
+}
+
+impl Folders {
+    /// Watches every one of `dirs` again. notify drops the watch of a folder that is renamed
+    /// or deleted (a later folder of the same name is not watched) and a watch follows the
+    /// folder it was set on, not its name, so a name that now leads to another folder (a
+    /// replaced folder, a re-pointed symlink) is unwatched first. Watching a folder that is
+    /// already watched changes nothing, so this is cheap to repeat after every event.
+    fn renew(&mut self, watcher: &mut impl Watcher, dirs: &[PathBuf]) {
+        use std::os::unix::fs::MetadataExt;
+        for dir in dirs {
+            let id = std::fs::metadata(dir).map(|m| (m.dev(), m.ino())).ok();
+            if let (Some(id), Some(old)) = (id, self.watched.get(dir)) {
+                if id != *old {
+                    let _ = watcher.unwatch(dir);
+                }
+            }
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.failing.remove(dir);
+                    if let Some(id) = id {
+                        self.watched.insert(dir.clone(), id);
+                    }
+                }
+                Err(e) => {
+                    self.watched.remove(dir);
+                    if self.failing.insert(dir.clone()) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a watcher event may mean that the config changed. Opening or reading a file or
+/// folder is not a change: the fingerprint and the load open every watched folder and file
+/// themselves, and counting that as a change made the watcher look again 100 ms later,
+/// forever, reading the whole config ten times a second once any file had changed. Errors
+/// (an overflowed event queue) are a reason to look.
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match event {
+        Ok(event) => match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        },
+        Err(_) => true,
+    }
+}
+
 /// Returns the memory a config load just freed (its parse tree, a replaced table) to the OS
 /// now, instead of whenever the allocator next gets around to it: a 100 000-tenant load leaves
 /// a few hundred MB of garbage behind.
 pub fn release_freed_memory() {
     // SAFETY: mi_collect only walks mimalloc's own heaps; it takes no pointers from us.
     unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// A reload must not swap a valid running certificate for an expired (or not yet valid) one;
+/// see [`CertStore::refused_replacements`] for the reasoning.
+fn refuse_invalid_replacements(running: &CertStore, next: &CertStore) -> Result<(), ConfigErrors> {
+    let refused = running.refused_replacements(next, crate::tls::unix_now());
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigErrors(
+        refused
+            .into_iter()
+            .map(|(file, why)| config::error::ConfigError {
+                file,
+                line: None,
+                problem: config::error::Problem::Tls(why),
+            })
+            .collect(),
+    ))
 }
 
 fn info_of(config: &Config, generation: u64) -> ConfigInfo {
@@ -335,4 +439,40 @@ fn describe_changes(old: &Table, new: &Table) -> String {
     let (ta, tr, tc) = diff(&tenants(old), &tenants(new));
     let (pa, pr, pc) = diff(&profiles(old), &profiles(new));
     format!("+{ta} −{tr} ~{tc} tenants, +{pa} −{pr} ~{pc} profiles")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+
+    fn event(kind: EventKind) -> notify::Result<notify::Event> {
+        Ok(notify::Event::new(kind))
+    }
+
+    #[test]
+    fn reading_is_no_change_but_writing_renaming_and_errors_are() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!is_change(&event(kind)), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(RemoveKind::Folder),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(is_change(&event(kind)), "{kind:?}");
+        }
+        assert!(is_change(&Err(notify::Error::generic("queue overflow"))));
+    }
 }

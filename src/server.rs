@@ -31,8 +31,9 @@ use crate::upstream::resolve_forever;
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 
 /// Loads `config_path` and serves until a shutdown signal. A broken config fails here,
-/// before any port is bound.
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
+/// before any port is bound. With `upgrade`, the listening sockets come from the running
+/// instance that is sent `SIGQUIT` (pingora's graceful upgrade) instead of being bound.
+pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let config = config::load(config_path, None)?;
     let settings = config.settings.clone();
     tracing::info!(
@@ -53,11 +54,17 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         threads,
         grace_period_seconds: Some(settings.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
+    let final_census = census.clone();
     let recorder = Arc::new(Recorder {
         metrics,
         census: census.clone(),
@@ -108,6 +115,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     server.add_service(background_service("signpost", tasks));
     server.run(RunArgs::default());
+    // Every worker has stopped: requests that finished during the grace period are counted too.
+    final_census.flush();
     Ok(())
 }
 

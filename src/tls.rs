@@ -8,10 +8,15 @@
 //! pingora 0.9's rustls listener takes a `ResolvesServerCert` (`TlsSettings::set_cert_resolver`);
 //! [`CertResolver`] reads the store through an `ArcSwap`, so new certificates reach new
 //! handshakes without a restart.
+//!
+//! A pair is refused, and with it the whole folder (the running certificates stay in service),
+//! when a file cannot be read or parsed, when the `.key` is missing, or when the key does not
+//! belong to the certificate. Certificates outside their validity period (expired, or not yet
+//! valid) are handled by [`CertStore::refused_replacements`]: see there for why.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,12 +26,53 @@ use rustls::sign::CertifiedKey;
 
 /// Certificates by name.
 pub struct CertStore {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Arc<Pair>>,
     /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    wildcard: HashMap<String, Arc<Pair>>,
+    default: Arc<Pair>,
     /// File stem → names it serves, for logs and `/config`.
     pub served: Vec<(String, Vec<String>)>,
+}
+
+/// One loaded `NAME.crt` + `NAME.key`.
+struct Pair {
+    key: Arc<CertifiedKey>,
+    crt: PathBuf,
+    /// The leaf's validity, in Unix seconds.
+    not_before: i64,
+    not_after: i64,
+}
+
+impl Pair {
+    fn valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+
+    /// Why the leaf is not valid at `now`, if it is not.
+    fn invalidity(&self, now: i64) -> Option<String> {
+        if now > self.not_after {
+            Some(format!(
+                "certificate expired at {}",
+                show_time(self.not_after)
+            ))
+        } else if now < self.not_before {
+            Some(format!(
+                "certificate is not valid before {}",
+                show_time(self.not_before)
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+fn show_time(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(|_| format!("@{unix}"), |t| t.to_string())
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 impl fmt::Debug for CertStore {
@@ -61,17 +107,20 @@ impl CertStore {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             match load_pair(crt, &crt.with_extension("key")) {
-                Ok((key, names)) => {
-                    let key = Arc::new(key);
+                Ok((pair, names)) => {
+                    if let Some(why) = pair.invalidity(unix_now()) {
+                        tracing::warn!(file = %crt.display(), "{why}; clients will refuse it");
+                    }
+                    let pair = Arc::new(pair);
                     for name in &names {
                         match name.strip_prefix("*.") {
                             Some(suffix) => wildcard.entry(suffix.to_owned()),
                             None => exact.entry(name.clone()),
                         }
-                        .or_insert_with(|| key.clone());
+                        .or_insert_with(|| pair.clone());
                     }
                     if default.is_none() || stem == "default" {
-                        default = Some(key);
+                        default = Some(pair);
                     }
                     served.push((stem, names));
                 }
@@ -98,19 +147,84 @@ impl CertStore {
     /// The certificate for an SNI name: exact, then one-label wildcard, then the default.
     pub fn choose(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
         let Some(name) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
-            return self.default.clone();
+            return self.default.key.clone();
         };
-        if let Some(key) = self.exact.get(&name) {
-            return key.clone();
+        if let Some(pair) = self.exact.get(&name) {
+            return pair.key.clone();
         }
         name.split_once('.')
             .and_then(|(_, parent)| self.wildcard.get(parent))
             .unwrap_or(&self.default)
+            .key
             .clone()
+    }
+
+    /// The certificates of `next` that may not replace this (running) store's, each as
+    /// (its `.crt`, why): a name this store serves with a certificate valid at `now` that
+    /// `next` would serve with one that has expired or is not valid yet.
+    ///
+    /// This is the choice for certificates outside their validity period, made the way an
+    /// operator of nginx or Caddy would want it:
+    ///
+    /// - **On reload, an invalid certificate never replaces a valid one.** A renewal that
+    ///   dropped an old file into place (a failed ACME run, a backup restored, the wrong file
+    ///   copied) would otherwise turn working HTTPS into certificate errors for every client
+    ///   at once. The reload is refused like any broken config: the running certificates and
+    ///   tables stay in service, the error names the file and says when it expired, and
+    ///   fixing the file (or removing it) is picked up by the next reload.
+    /// - **When nothing valid is being served for those names, it is loaded** (with a
+    ///   warning in the log): at start-up, or when the running certificate has itself
+    ///   expired. Serving an expired certificate is no worse than serving none, the other
+    ///   names in the folder and plain HTTP keep working, and a certificate that has run out
+    ///   while the process runs does not block every later config change until it is
+    ///   renewed. nginx loads expired certificates the same way.
+    pub fn refused_replacements(&self, next: &CertStore, now: i64) -> Vec<(PathBuf, String)> {
+        let mut names: Vec<String> = [self, next]
+            .iter()
+            .flat_map(|store| {
+                let exact = store.exact.keys().cloned();
+                exact.chain(store.wildcard.keys().map(|suffix| format!("*.{suffix}")))
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut refused: Vec<(PathBuf, String)> = Vec::new();
+        for name in names {
+            let (Some(old), Some(new)) = (self.serving(&name), next.serving(&name)) else {
+                continue;
+            };
+            let Some(why) = new.invalidity(now).filter(|_| old.valid_at(now)) else {
+                continue;
+            };
+            match refused.iter_mut().find(|(file, _)| *file == new.crt) {
+                Some((_, text)) => text.push_str(&format!(", {name}")),
+                None => refused.push((
+                    new.crt.clone(),
+                    format!(
+                        "{why}; refused: the running certificate from {} (valid until {}) stays in service for {name}",
+                        old.crt.display(),
+                        show_time(old.not_after)
+                    ),
+                )),
+            }
+        }
+        refused
+    }
+
+    /// The pair that serves `name` (`*.example.com` for the wildcard itself), not counting
+    /// the default.
+    fn serving(&self, name: &str) -> Option<&Arc<Pair>> {
+        if let Some(suffix) = name.strip_prefix("*.") {
+            return self.wildcard.get(suffix);
+        }
+        self.exact.get(name).or_else(|| {
+            name.split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+        })
     }
 }
 
-fn load_pair(crt: &Path, key: &Path) -> Result<(CertifiedKey, Vec<String>), String> {
+fn load_pair(crt: &Path, key: &Path) -> Result<(Pair, Vec<String>), String> {
     let show = crt.display();
     let pem = std::fs::read(crt).map_err(|e| format!("{show}: {e}"))?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
@@ -119,20 +233,46 @@ fn load_pair(crt: &Path, key: &Path) -> Result<(CertifiedKey, Vec<String>), Stri
     let leaf = chain
         .first()
         .ok_or_else(|| format!("{show}: no certificate in file"))?;
-    let names = names_of(leaf).map_err(|e| format!("{show}: {e}"))?;
-    let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let (names, not_before, not_after) = names_of(leaf).map_err(|e| format!("{show}: {e}"))?;
+    let key_pem = match std::fs::read(key) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{show}: its private key {} is missing",
+                key.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", key.display())),
+    };
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| format!("{}: {e}", key.display()))?
         .ok_or_else(|| format!("{}: no private key in file", key.display()))?;
     let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, key_der, &provider)
-        .map_err(|e| format!("{show} with {}: {e}", key.display()))?;
-    Ok((certified, names))
+    let certified = CertifiedKey::from_der(chain, key_der, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{show}: the private key in {} does not belong to this certificate",
+            key.display()
+        ),
+        e => format!("{show} with {}: {e}", key.display()),
+    })?;
+    let pair = Pair {
+        key: Arc::new(certified),
+        crt: crt.to_owned(),
+        not_before,
+        not_after,
+    };
+    Ok((pair, names))
 }
 
-/// DNS names of a certificate: its subjectAltName entries, else its CN.
-fn names_of(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+/// DNS names of a certificate (its subjectAltName entries, else its CN) and its validity
+/// period in Unix seconds.
+fn names_of(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
     let mut names: Vec<String> = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -156,7 +296,7 @@ fn names_of(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     if names.is_empty() {
         return Err("certificate names no DNS host (no subjectAltName, no CN)".into());
     }
-    Ok(names)
+    Ok((names, not_before, not_after))
 }
 
 /// The rustls hook: reads the current store on every handshake.
@@ -168,5 +308,163 @@ pub struct CertResolver {
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.store.load().choose(hello.server_name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{date_time_ymd, CertificateParams, KeyPair};
+
+    /// A self-signed `(crt, key)` PEM pair for `names`, valid between the two years.
+    fn pair(names: &[&str], from: i32, until: i32) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = date_time_ymd(from, 1, 1);
+        params.not_after = date_time_ymd(until, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn folder(pairs: &[(&str, &(String, String))]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (stem, (crt, key)) in pairs {
+            std::fs::write(dir.path().join(format!("{stem}.crt")), crt).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.key")), key).unwrap();
+        }
+        dir
+    }
+
+    const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    #[test]
+    fn a_key_that_does_not_match_its_certificate_is_refused_naming_both_files() {
+        let (crt, _) = pair(&["acme.example"], 2020, 2040);
+        let (_, other_key) = pair(&["acme.example"], 2020, 2040);
+        let dir = folder(&[("acme", &(crt, other_key))]);
+        let errors = CertStore::load(dir.path()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("acme.crt: the private key in "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].ends_with("acme.key does not belong to this certificate"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused_naming_the_missing_key() {
+        let (crt, _) = pair(&["acme.example"], 2020, 2040);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("acme.crt"), crt).unwrap();
+        let errors = CertStore::load(dir.path()).unwrap_err();
+        assert!(
+            errors[0].contains("acme.crt: its private key ")
+                && errors[0].ends_with("acme.key is missing"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_folder_without_pairs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README"), "certificates go here").unwrap();
+        let errors = CertStore::load(dir.path()).unwrap_err();
+        assert!(errors[0].starts_with("no certificate pairs"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_expired_certificate_may_not_replace_a_valid_one() {
+        let valid = pair(&["acme.example", "www.acme.example"], 2020, 2040);
+        let expired = pair(&["acme.example", "www.acme.example"], 2020, 2021);
+        let running = CertStore::load(folder(&[("acme", &valid)]).path()).unwrap();
+        let next_dir = folder(&[("acme", &expired)]);
+        let next = CertStore::load(next_dir.path()).unwrap();
+        let refused = running.refused_replacements(&next, NOW);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, next_dir.path().join("acme.crt"));
+        assert!(
+            refused[0].1.starts_with(
+                "certificate expired at 2021-01-01T00:00:00Z; refused: the running certificate from "
+            ),
+            "{refused:?}"
+        );
+        assert!(
+            refused[0]
+                .1
+                .ends_with("stays in service for acme.example, www.acme.example"),
+            "{refused:?}"
+        );
+        // Renewed: accepted.
+        let renewed =
+            CertStore::load(folder(&[("acme", &pair(&["acme.example"], 2025, 2027))]).path())
+                .unwrap();
+        assert!(running.refused_replacements(&renewed, NOW).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_not_valid_yet_may_not_replace_a_valid_one() {
+        let running =
+            CertStore::load(folder(&[("acme", &pair(&["acme.example"], 2020, 2040))]).path())
+                .unwrap();
+        let early =
+            CertStore::load(folder(&[("acme", &pair(&["acme.example"], 2030, 2040))]).path())
+                .unwrap();
+        let refused = running.refused_replacements(&early, NOW);
+        assert!(
+            refused[0]
+                .1
+                .starts_with("certificate is not valid before 2030-01-01T00:00:00Z"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_expired_exact_certificate_may_not_shadow_a_valid_wildcard() {
+        let wildcard = pair(&["*.example.se"], 2020, 2040);
+        let running = CertStore::load(folder(&[("wild", &wildcard)]).path()).unwrap();
+        let next_dir = folder(&[
+            ("wild", &wildcard),
+            ("acme", &pair(&["acme.example.se"], 2020, 2021)),
+        ]);
+        let next = CertStore::load(next_dir.path()).unwrap();
+        let refused = running.refused_replacements(&next, NOW);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, next_dir.path().join("acme.crt"));
+        assert!(
+            refused[0].1.ends_with(
+                "wild.crt (valid until 2040-01-01T00:00:00Z) stays in service for acme.example.se"
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_with_nothing_valid_to_replace_is_loaded() {
+        let expired = pair(&["acme.example"], 2020, 2021);
+        // At start-up there is nothing running: it loads (with a warning in the log).
+        let running = CertStore::load(folder(&[("acme", &expired)]).path()).unwrap();
+        // The running certificate has run out: another expired one, or an unrelated change,
+        // does not block the reload.
+        let again =
+            CertStore::load(folder(&[("acme", &pair(&["acme.example"], 2019, 2022))]).path())
+                .unwrap();
+        assert!(running.refused_replacements(&again, NOW).is_empty());
+        // A new name with an expired certificate replaces nothing valid either.
+        let valid = pair(&["acme.example"], 2020, 2040);
+        let running = CertStore::load(folder(&[("acme", &valid)]).path()).unwrap();
+        let more = CertStore::load(
+            folder(&[("acme", &valid), ("new", &expired_for("new.example"))]).path(),
+        )
+        .unwrap();
+        assert!(running.refused_replacements(&more, NOW).is_empty());
+    }
+
+    fn expired_for(name: &str) -> (String, String) {
+        pair(&[name], 2020, 2021)
     }
 }

@@ -105,13 +105,6 @@ fn ordinary_traffic(
     (stop, task)
 }
 
-fn metric(gw: &Gateway, line_start: &str) -> f64 {
-    let (_, text) = gw.admin("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 const HOST: &str = "Host: acme.flexhosting.se\r\n";
 
 /// Every malformed or ambiguous request is refused with the expected 4xx; those whose framing
@@ -207,17 +200,15 @@ async fn malformed_and_ambiguous_requests_are_refused() {
     );
     let unknown = "signpost_requests_total{action=\"reject\",code=";
     assert_eq!(
-        metric(
-            &gw,
-            &format!("{unknown}\"431\",kind=\"_none\",tenant=\"_unknown\"}}")
-        ),
+        gw.metric(&format!(
+            "{unknown}\"431\",kind=\"_none\",tenant=\"_unknown\"}}"
+        )),
         1.0
     );
     assert!(
-        metric(
-            &gw,
-            &format!("{unknown}\"400\",kind=\"_none\",tenant=\"_unknown\"}}")
-        ) >= 10.0
+        gw.metric(&format!(
+            "{unknown}\"400\",kind=\"_none\",tenant=\"_unknown\"}}"
+        )) >= 10.0
     );
     eprintln!("{tried} malformed requests refused");
 }

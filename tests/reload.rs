@@ -5,15 +5,14 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, served_names, Gateway, TestCa};
+use common::{free_port, repo, served_names, Gateway, TestCa, Traffic};
 use serde_yaml::Value;
 
 const A: &str = "timeclock-a.flexhrm.com";
 const B: &str = "timeclock-b.flexhrm.com";
+const URL: &str = "http://acme.flexhosting.se/Timeclock/Entre";
 
 /// How a new config reaches the watched folder.
 #[derive(Clone, Copy, Debug)]
@@ -120,77 +119,11 @@ fn location_of(target: &str) -> String {
     format!("https://{target}/Entre/1234")
 }
 
-/// Clients that request the timeclock URL in a loop and count anything that is not one of
-/// the two valid answers.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    bad: Arc<std::sync::Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(gw: &Gateway, clients: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let bad = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let url = gw.url("http://acme.flexhosting.se/Timeclock/Entre");
-        let tasks = (0..clients)
-            .map(|_| {
-                let (client, url, stop, ok, bad) = (
-                    gw.client("http"),
-                    url.clone(),
-                    stop.clone(),
-                    ok.clone(),
-                    bad.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        match client.get(&url).send().await {
-                            Ok(resp) => {
-                                let loc = resp
-                                    .headers()
-                                    .get("location")
-                                    .map(|v| v.to_str().unwrap().to_owned());
-                                let valid = resp.status() == 307
-                                    && (loc == Some(location_of(A)) || loc == Some(location_of(B)));
-                                if valid {
-                                    ok.fetch_add(1, Ordering::Relaxed);
-                                } else {
-                                    bad.lock()
-                                        .unwrap()
-                                        .push(format!("{} {loc:?}", resp.status()));
-                                }
-                            }
-                            Err(e) => bad.lock().unwrap().push(e.to_string()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            ok,
-            bad,
-            tasks,
-        }
-    }
-
-    async fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        let bad = self.bad.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), bad)
-    }
-}
-
 /// Polls until the gateway answers with `target`; returns how long that took.
 async fn time_until_served(gw: &Gateway, target: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     let client = gw.client("http");
-    let url = gw.url("http://acme.flexhosting.se/Timeclock/Entre");
+    let url = gw.url(URL);
     loop {
         let resp = client.get(&url).send().await.unwrap();
         if resp.headers()["location"] == location_of(target).as_str() {
@@ -206,7 +139,7 @@ async fn time_until_served(gw: &Gateway, target: &str, limit: Duration) -> Durat
 
 async fn reload_under_traffic(how: Write) {
     let (gw, mut setup) = Setup::new().start(how, A);
-    let traffic = Traffic::start(&gw, 4);
+    let traffic = Traffic::start(&gw, URL, 4, &[location_of(A), location_of(B)]);
     let mut slowest = Duration::ZERO;
     for round in 0..12 {
         let target = if round % 2 == 0 { B } else { A };
@@ -215,13 +148,7 @@ async fn reload_under_traffic(how: Write) {
         let took = time_until_served(&gw, target, Duration::from_secs(5)).await;
         slowest = slowest.max(took);
     }
-    let (ok, bad) = traffic.finish().await;
-    assert!(
-        bad.is_empty(),
-        "{how:?}: {} bad answers, e.g. {:?}",
-        bad.len(),
-        &bad[..bad.len().min(5)]
-    );
+    let ok = traffic.finish(&format!("{how:?}")).await;
     assert!(ok > 100, "{how:?}: only {ok} requests went through");
     assert!(
         slowest < Duration::from_secs(1),
@@ -247,20 +174,10 @@ async fn reload_by_configmap_symlink_swap_under_traffic() {
     reload_under_traffic(Write::SymlinkSwap).await;
 }
 
-fn metric(gw: &Gateway, line_start: &str) -> f64 {
-    let (_, text) = gw.admin("/metrics");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(line_start)
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no {line_start} in metrics"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_configs_keep_the_old_tables() {
     let (gw, mut setup) = Setup::new().start(Write::Rename, A);
-    let traffic = Traffic::start(&gw, 2);
+    let traffic = Traffic::start(&gw, URL, 2, &[location_of(A), location_of(B)]);
     let good = setup.config_text(A);
     let broken = [
         ("syntax error", good.replace("tenants:", "tenants: [")),
@@ -281,7 +198,7 @@ async fn broken_configs_keep_the_old_tables() {
         setup.write(Write::Rename, text);
         // The watcher notices, fails, and counts it.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while metric(&gw, "signpost_config_reloads_total{result=\"error\"}") < (i + 1) as f64 {
+        while gw.metric("signpost_config_reloads_total{result=\"error\"}") < (i + 1) as f64 {
             assert!(
                 Instant::now() < deadline,
                 "{what}: reload error not counted"
@@ -294,16 +211,15 @@ async fn broken_configs_keep_the_old_tables() {
             body.contains("signpost.yaml:"),
             "{what}: errors must name file and line: {body}"
         );
-        let resp = gw.get("http://acme.flexhosting.se/Timeclock/Entre").await;
+        let resp = gw.get(URL).await;
         assert_eq!(
             resp.headers()["location"],
             location_of(A).as_str(),
             "{what}"
         );
     }
-    let (ok, bad) = traffic.finish().await;
-    assert!(bad.is_empty() && ok > 0, "{ok} ok, bad: {bad:?}");
-    assert_eq!(metric(&gw, "signpost_config_generation"), 1.0);
+    traffic.finish("broken configs").await;
+    assert_eq!(gw.metric("signpost_config_generation"), 1.0);
     // Fixed again: served again.
     setup.write(Write::Rename, &setup.config_text(B));
     time_until_served(&gw, B, Duration::from_secs(1)).await;
@@ -333,18 +249,18 @@ async fn reload_endpoint_needs_the_token_when_one_is_configured() {
 #[tokio::test]
 async fn sighup_reloads() {
     let gw = Gateway::start_example(None);
-    let before = metric(&gw, "signpost_config_generation");
+    let before = gw.metric("signpost_config_generation");
     std::process::Command::new("kill")
         .args(["-HUP", &gw.pid().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&gw, "signpost_config_generation") < before + 1.0 {
+    while gw.metric("signpost_config_generation") < before + 1.0 {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        metric(&gw, "signpost_config_reloads_total{result=\"ok\"}"),
+        gw.metric("signpost_config_reloads_total{result=\"ok\"}"),
         1.0
     );
 }

@@ -62,6 +62,7 @@ pub struct FileServer {
     pub threads: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub grace_period: Option<Duration>,
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,9 @@ use file::{FileConfig, FileInclude, FileListen};
 
 /// How long in-flight requests may finish after SIGTERM when `server.grace_period` is not set.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Where a graceful upgrade hands the listening sockets over when `server.upgrade_sock` is not
+/// set.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/signpost-upgrade.sock";
 
 /// A loaded config: process settings, the routing table and the certificates.
 #[derive(Debug)]
@@ -42,6 +45,9 @@ pub struct Settings {
     pub listen: FileListen,
     pub threads: Option<usize>,
     pub grace_period: Duration,
+    /// The Unix socket an old process sends its listening sockets to on `SIGQUIT`, and a new
+    /// one started with `run --upgrade` receives them from.
+    pub upgrade_sock: PathBuf,
     pub certs_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub census: CensusSettings,
@@ -173,6 +179,12 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
         listen: main.listen.clone(),
         threads: main.server.threads,
         grace_period: main.server.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        upgrade_sock: base.join(
+            main.server
+                .upgrade_sock
+                .as_deref()
+                .unwrap_or(DEFAULT_UPGRADE_SOCK),
+        ),
         certs_dir: main.tls.as_ref().map(|t| base.join(&t.certs)),
         admin_token_file: main.admin.token_file.as_ref().map(|f| base.join(f)),
     }

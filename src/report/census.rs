@@ -358,6 +358,13 @@ impl Census {
         }
     }
 
+    /// Folds what the workers counted into the table and saves the state file: the last word
+    /// at shutdown, once every worker has stopped.
+    pub fn flush(&self) {
+        self.drain();
+        self.save();
+    }
+
     /// Writes the state file: a temporary file renamed over the old one, so a crash mid-write
     /// leaves the previous snapshot intact.
     fn save(&self) {
@@ -402,7 +409,13 @@ impl RawIdentity {
         let credential = self.credential.as_ref().map(|(label, value)| {
             let (label, identity) = if label == "authorization" {
                 let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.as_str(), ""));
+                // The scheme word is shown as is: only the common ones, so no client text does.
                 let scheme = scheme.to_ascii_lowercase();
+                let scheme = match scheme.as_str() {
+                    "basic" | "bearer" | "digest" | "negotiate" | "ntlm" | "token" | "apikey"
+                    | "hmac" | "aws4-hmac-sha256" => scheme,
+                    _ => "other".to_owned(),
+                };
                 // For Basic, the user name is the identity; the password is never looked at.
                 let identity = match scheme.as_str() {
                     "basic" => basic_user(rest.trim()).unwrap_or_default(),
@@ -644,6 +657,9 @@ mod tests {
         let u1 = census.identify(&headers(&[("authorization", "Basic dXNlcjpwdzE=")]), peer); // user:pw1
         let u2 = census.identify(&headers(&[("authorization", "Basic dXNlcjpwdzI=")]), peer); // user:pw2
         assert_eq!(u1, u2);
+        // A scheme word Signpost does not know is not shown: it is client text.
+        let odd = census.identify(&headers(&[("authorization", "Zq7Marker abc")]), peer);
+        assert!(odd.credential.as_deref().unwrap().starts_with("other:"));
         let k = census.identify(&headers(&[("x-api-key", "k-123")]), peer);
         assert!(k.credential.as_deref().unwrap().starts_with("x-api-key:"));
     }

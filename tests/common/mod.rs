@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,18 @@ impl TestCa {
             .unwrap()
             .signed_by(&key, &self.issuer)
             .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// (certificate PEM, key PEM) for these DNS names, valid from 1 January of `from` to
+    /// 1 January of `until` (e.g. `2020, 2021` for one that has expired).
+    pub fn issue_valid(&self, names: &[&str], from: i32, until: i32) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 }
@@ -309,6 +322,26 @@ impl Gateway {
         self.child.wait().ok().and_then(|s| s.code())
     }
 
+    /// The value of the first `/metrics` line starting with `line_start` (0 when absent).
+    pub fn metric(&self, line_start: &str) -> f64 {
+        let (_, text) = self.admin("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Waits up to `limit` for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The gateway's address for a URL's scheme.
     pub fn addr_for(&self, scheme: &str) -> SocketAddr {
         if scheme == "https" {
@@ -404,4 +437,81 @@ pub fn served_names(resp: &reqwest::Response) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Clients that GET one URL in a loop while a test changes things underneath, and count every
+/// answer that is not a 307 to one of the `valid` locations.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    bad: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    pub fn start(gw: &Gateway, url: &str, clients: usize, valid: &[String]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let bad = Arc::new(Mutex::new(Vec::new()));
+        let valid: Arc<[String]> = valid.into();
+        let url = gw.url(url);
+        let tasks = (0..clients)
+            .map(|_| {
+                let (client, url, stop, ok, bad, valid) = (
+                    gw.client("http"),
+                    url.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    bad.clone(),
+                    valid.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(resp) => {
+                                let loc = resp
+                                    .headers()
+                                    .get("location")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                if resp.status() == 307
+                                    && loc.as_ref().is_some_and(|l| valid.contains(l))
+                                {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    bad.lock()
+                                        .unwrap()
+                                        .push(format!("{} {loc:?}", resp.status()));
+                                }
+                            }
+                            Err(e) => bad.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            bad,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; asserts that none failed and that some got through; how many did.
+    pub async fn finish(self, what: &str) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let bad = self.bad.lock().unwrap().clone();
+        let ok = self.ok.load(Ordering::Relaxed);
+        assert!(
+            bad.is_empty(),
+            "{what}: {} failed requests after {ok} good ones, e.g. {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        assert!(ok > 0, "{what}: no request went through");
+        ok
+    }
 }
