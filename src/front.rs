@@ -18,6 +18,7 @@
 //! ever receives complete, well-formed heads.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,10 @@ pub struct Front {
     connector: TransportConnector,
     tables: Tables,
     recorder: Arc<Recorder>,
+    /// Set when pingora's shutdown begins (by [`crate::server`]'s background task). Read per
+    /// request: a plain load, where the shutdown watch's `borrow` takes a read lock that every
+    /// worker thread shares.
+    draining: Arc<AtomicBool>,
 }
 
 /// What became of one request on the front door.
@@ -79,12 +84,14 @@ impl Front {
         conf: &ServerConf,
         tables: Tables,
         recorder: Arc<Recorder>,
+        draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
             proxy: Arc::new(proxy),
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             tables,
             recorder,
+            draining,
         }
     }
 
@@ -94,7 +101,6 @@ impl Front {
         buf: &mut BytesMut,
         scheme: Scheme,
         peer: Option<IpAddr>,
-        shutdown: &ShutdownWatch,
     ) -> Step {
         let mut started = Instant::now();
         // A pipelined request has begun already; otherwise wait for one as long as IDLE.
@@ -166,7 +172,7 @@ impl Front {
         // Shutting down: this request is served, and the client told to send the next one on a
         // new connection (to the new process, in an upgrade). Idle connections are not closed
         // early: a client may be sending on one just then, and that request would be lost.
-        let closing = *shutdown.borrow();
+        let closing = self.draining.load(Ordering::Relaxed);
         let (mut done, upstream_error) = match plan {
             Plan::Answer(mut answer) => {
                 if closing {
@@ -203,7 +209,7 @@ impl Front {
             }
         };
         // A shutdown that began during the request closes the connection after it.
-        done.keep_alive &= !*shutdown.borrow();
+        done.keep_alive &= !self.draining.load(Ordering::Relaxed);
         buf.advance(head_len);
         let labels = labels.as_ref();
         self.recorder.finish(Finished {
@@ -679,10 +685,7 @@ impl ServerApp for Front {
         // During a shutdown each connection still gets its next request answered (with
         // `Connection: close`): one accepted just as the signal came may already carry one.
         loop {
-            match self
-                .step(&mut stream, &mut buf, scheme, peer, shutdown)
-                .await
-            {
+            match self.step(&mut stream, &mut buf, scheme, peer).await {
                 Step::Answered => continue,
                 Step::Close => return None,
                 Step::HandOff => break,

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,11 +75,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     };
     let mut pingora_proxy = HttpProxy::new(gateway, server.configuration.clone());
     pingora_proxy.handle_init_modules();
+    let draining = Arc::new(AtomicBool::new(false));
     let front = Front::new(
         pingora_proxy,
         &server.configuration,
         live.tables.clone(),
         recorder,
+        draining.clone(),
     );
     let mut proxy = Service::new("signpost".to_owned(), front);
     if let Some(addr) = settings.listen.http {
@@ -112,6 +114,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         live,
         census_worker: Mutex::new(Some(census_worker)),
         probe,
+        draining,
     };
     server.add_service(background_service("signpost", tasks));
     server.run(RunArgs::default());
@@ -126,6 +129,8 @@ struct Background {
     census_worker: Mutex<Option<CensusWorker>>,
     /// A proxy listener to probe before reporting ready.
     probe: Option<SocketAddr>,
+    /// Tells the front door that a shutdown began.
+    draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -144,9 +149,16 @@ impl BackgroundService for Background {
                 _ = stop_dns.changed() => {}
             }
         };
+        let mut draining = shutdown.clone();
+        let drain = async {
+            if draining.changed().await.is_ok() {
+                self.draining.store(true, Ordering::Relaxed);
+            }
+        };
         tokio::join!(
             census,
             dns,
+            drain,
             self.live.clone().watch(shutdown.clone()),
             self.live.clone().on_sighup(shutdown.clone()),
             wait_until_listening(&self.live, self.probe),
