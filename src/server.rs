@@ -55,6 +55,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         grace_period_seconds: Some(settings.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
         upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
+        // Tries per request, the first included: a retry happens at most once, and only where
+        // pingora allows one (an idempotent request on a kept-alive connection that failed).
+        max_retries: 2,
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -52,8 +52,26 @@ async fn scripted_upstream(
                         }
                     };
                     let head: Vec<u8> = buf.drain(..end).collect();
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    // Read past a Content-Length body, so the next head starts where it should.
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < length {
+                        let mut piece = [0u8; 4096];
+                        match tcp.read(&mut piece).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&piece[..n]),
+                        }
+                    }
+                    buf.drain(..length);
                     seen.fetch_add(1, Ordering::SeqCst);
-                    match script(&String::from_utf8_lossy(&head), n) {
+                    match script(&head, n) {
                         Reply::Send(bytes) => {
                             if tcp.write_all(&bytes).await.is_err() {
                                 return;
@@ -231,17 +249,36 @@ async fn ambiguous_upstream_framing_is_a_502() {
     assert_eq!(upstream_errors(&gw, "invalid_response"), 1.0);
 }
 
+/// The two forward paths: a bodiless GET (the front door's own client) and a POST with a
+/// body (pingora's proxy).
+const METHODS: [reqwest::Method; 2] = [reqwest::Method::GET, reqwest::Method::POST];
+
+fn request(gw: &Gateway, method: &reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let req = gw.client("http").request(method.clone(), api_url(gw, path));
+    if method == reqwest::Method::GET {
+        req
+    } else {
+        req.body("callback=1")
+    }
+}
+
 /// An upstream that accepts and never answers: 504 at the read timeout (1 s), and the gateway
 /// keeps serving others meanwhile.
 #[tokio::test]
 async fn silent_upstream_is_a_504_at_the_read_timeout() {
     let (addr, _) = scripted_upstream(|_, _| Reply::Silent).await;
     let gw = gateway_for(addr);
+    for (i, method) in METHODS.iter().enumerate() {
+        silent_once(&gw, method).await;
+        assert_eq!(upstream_errors(&gw, "timeout"), (i + 1) as f64, "{method}");
+    }
+}
+
+async fn silent_once(gw: &Gateway, method: &reqwest::Method) {
     let started = Instant::now();
     let slow = tokio::spawn({
-        let client = gw.client("http");
-        let url = api_url(&gw, "v1/x");
-        async move { client.get(url).send().await.unwrap().status() }
+        let req = request(gw, method, "v1/x");
+        async move { req.send().await.unwrap().status() }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let other = gw.get(&gw.url("http://exempel.com/Timeclock/Lager")).await;
@@ -250,13 +287,12 @@ async fn silent_upstream_is_a_504_at_the_read_timeout() {
         307,
         "others are served while one forward waits"
     );
-    assert_eq!(slow.await.unwrap(), 504);
+    assert_eq!(slow.await.unwrap(), 504, "{method}");
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
-        "504 after {waited:?}, read timeout is 1 s"
+        "{method}: 504 after {waited:?}, read timeout is 1 s"
     );
-    assert_eq!(upstream_errors(&gw, "timeout"), 1.0);
 }
 
 /// An upstream that dies mid-body: the client sees a broken response (not a complete one, not
@@ -271,11 +307,141 @@ async fn upstream_reset_mid_body_breaks_the_response() {
     })
     .await;
     let gw = gateway_for(addr);
-    let resp = gw.get(&api_url(&gw, "v1/big")).await;
-    assert_eq!(resp.status(), 200, "the head was already on its way");
-    let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
-        .await
-        .expect("the client must not hang");
-    assert!(body.is_err(), "a cut body must not look complete: {body:?}");
-    assert_eq!(upstream_errors(&gw, "connection"), 1.0);
+    for (i, method) in METHODS.iter().enumerate() {
+        let resp = request(&gw, method, "v1/big").send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{method}: the head was already on its way"
+        );
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+            .await
+            .expect("the client must not hang");
+        assert!(
+            body.is_err(),
+            "{method}: a cut body must not look complete: {body:?}"
+        );
+        assert_eq!(
+            upstream_errors(&gw, "connection"),
+            (i + 1) as f64,
+            "{method}"
+        );
+    }
+}
+
+/// Retries: only when the request cannot have reached the upstream (a kept-alive connection it
+/// had already closed), only for idempotent methods, at most once. A POST on such a connection
+/// is a 502, never sent twice; a PUT is retried once on a new connection; a request whose new
+/// connection the upstream closes without answering is not retried at all.
+#[tokio::test]
+async fn only_idempotent_requests_on_stale_connections_are_retried_once() {
+    // The first request on each connection is answered; later ones meet a closed connection.
+    let (addr, count) = scripted_upstream(|_, n| match n {
+        0 => Reply::Send(response("HTTP/1.1 200 OK\r\nContent-Length: 2", "ok")),
+        _ => Reply::Close,
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let send = |method: reqwest::Method| {
+        let req = request(&gw, &method, "v1/x");
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // PUT (idempotent, through the proxy): the stale connection is retried on a new one.
+    assert_eq!(send(reqwest::Method::PUT).await, 200);
+    assert_eq!(send(reqwest::Method::PUT).await, 200);
+    assert_eq!(count.load(Ordering::SeqCst), 3, "PUT: one retry, not more");
+    // POST on the kept connection: 502, and the upstream saw it once.
+    assert_eq!(send(reqwest::Method::POST).await, 502);
+    assert_eq!(count.load(Ordering::SeqCst), 4, "a POST is never retried");
+
+    // An upstream that reads each request and closes without answering, on new connections
+    // too: whatever it did with the request, it is not sent again.
+    let (addr, count) = scripted_upstream(|_, _| Reply::Close).await;
+    let gw = gateway_for(addr);
+    for (i, method) in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::POST,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let status = request(&gw, &method, "v1/x").send().await.unwrap().status();
+        assert_eq!(status, 502, "{method}");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            i + 1,
+            "{method} was sent again"
+        );
+    }
+}
+
+/// An upstream presenting a certificate for another name: 502 on both paths, and nothing
+/// reaches it (the TLS handshake fails before any request byte).
+#[tokio::test]
+async fn upstream_certificate_for_another_name_is_a_502() {
+    let ca = common::TestCa::new();
+    let upstream = common::Upstream::start(&ca, &["not-api.example.org"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    for method in METHODS {
+        let url = gw.url("https://exempel.com/HRM/API/v1/x");
+        let mut req = gw.client("https").request(method.clone(), url);
+        if method == reqwest::Method::POST {
+            req = req.body("x=1");
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 502, "{method}");
+    }
+    assert!(
+        upstream.take().is_empty(),
+        "a request reached the wrong-name upstream"
+    );
+    assert_eq!(upstream_errors(&gw, "tls"), 2.0);
+}
+
+/// A large body from an upstream faster than its client is streamed, not buffered: the
+/// gateway's memory stays flat while a slow client reads 32 MiB, on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_to_slow_clients_in_flat_memory() {
+    const SIZE: usize = 32 << 20;
+    let body = Arc::new(vec![b'x'; SIZE]);
+    let (addr, _) = scripted_upstream(move |_, _| {
+        let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+        answer.extend_from_slice(&body);
+        Reply::Send(answer)
+    })
+    .await;
+    let gw = gateway_for(addr);
+    for method in METHODS {
+        let before = rss_kib(gw.pid());
+        let mut peak = before;
+        let mut resp = request(&gw, &method, "v1/export").send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+        let mut received = 0;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            received += chunk.len();
+            // About 16 MiB/s: far slower than the upstream writes.
+            tokio::time::sleep(Duration::from_micros(chunk.len() as u64 / 16)).await;
+            if received % (1 << 20) < chunk.len() {
+                peak = peak.max(rss_kib(gw.pid()));
+            }
+        }
+        assert_eq!(received, SIZE, "{method}");
+        let growth = (peak - before) / 1024;
+        assert!(
+            growth < 12,
+            "{method}: RSS grew {growth} MiB while streaming 32 MiB"
+        );
+        eprintln!("{method}: RSS grew {growth} MiB while streaming 32 MiB to a slow client");
+    }
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
