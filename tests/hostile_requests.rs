@@ -22,6 +22,8 @@ struct Outcome {
     text: String,
     /// The server closed the connection (rather than the read window ending).
     closed: bool,
+    /// It closed with a reset, which may destroy a response before the client reads it.
+    reset: bool,
 }
 
 /// Sends `raw` on a new connection and reads until the server closes it or `window` passes;
@@ -31,12 +33,16 @@ async fn send_raw(addr: SocketAddr, raw: &[u8], window: Duration, keep_alive: bo
     tcp.write_all(raw).await.unwrap();
     let mut read = Vec::new();
     let deadline = tokio::time::Instant::now() + window;
-    let mut closed = false;
+    let (mut closed, mut reset) = (false, false);
     loop {
         let mut piece = [0u8; 8192];
         match tokio::time::timeout_at(deadline, tcp.read(&mut piece)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
+            Ok(Ok(0)) => {
                 closed = true;
+                break;
+            }
+            Ok(Err(_)) => {
+                (closed, reset) = (true, true);
                 break;
             }
             Ok(Ok(n)) => read.extend_from_slice(&piece[..n]),
@@ -59,6 +65,7 @@ async fn send_raw(addr: SocketAddr, raw: &[u8], window: Duration, keep_alive: bo
         statuses,
         text,
         closed,
+        reset,
     }
 }
 
@@ -172,6 +179,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
         );
         if must_close {
             assert!(out.closed, "{what}: connection left open after {status}");
+            assert!(!out.reset, "{what}: closed with a reset");
             assert!(started.elapsed() < Duration::from_secs(5), "{what}");
         }
     }
