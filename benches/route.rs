@@ -77,6 +77,7 @@ fn bench_route(c: &mut Criterion, name: &str, table: &Table, host: &'static str,
                 scheme: Scheme::Https,
                 uri: &uri,
                 headers: &headers,
+                at: None,
             };
             black_box(route(black_box(table), &req).decision);
         })

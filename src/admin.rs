@@ -78,6 +78,16 @@ impl Admin {
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
+        // Phases switch by the clock, not by an event: read them as of this scrape.
+        let phases = &self.live.metrics.tenant_phase;
+        phases.reset();
+        let now = jiff::Timestamp::now();
+        for tenant in self.live.tables.load().tenants() {
+            if let Some(schedule) = tenant.schedule.as_deref().filter(|s| !s.phases.is_empty()) {
+                let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
+                phases.with_label_values(&[&*tenant.id]).set(number as i64);
+            }
+        }
         let gauge = &self.live.metrics.client_last_seen;
         gauge.reset();
         for row in self.census.top_clients() {

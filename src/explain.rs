@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::route::{route, Decision, Request, Routed, Scheme};
@@ -32,6 +33,13 @@ pub struct Explanation {
     pub branch: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<&'static str>,
+    /// For a tenant with phases: the number (from 1) of the phase in force; absent after the
+    /// last phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<usize>,
+    /// A brownout window answered this request with `410`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub brownout: bool,
 }
 
 impl From<Routed<'_>> for Explanation {
@@ -47,6 +55,8 @@ impl From<Routed<'_>> for Explanation {
             url: None,
             branch: r.branch.map(|b| b.taken),
             why: r.branch.map(|b| b.why),
+            phase: r.phase.map(|i| i + 1),
+            brownout: r.brownout,
         };
         match r.decision {
             Decision::Reject { status, why } => {
@@ -82,14 +92,22 @@ pub enum InputError {
     Method(String),
     #[error("invalid header `{0}`: write `Name: value`")]
     Header(String),
+    #[error("`{0}` is not an RFC 3339 time (2026-03-01T18:00:00+01:00) or a date")]
+    At(String),
 }
 
-/// Explains a request given as method, absolute URL and headers.
+/// `--at` and a case's `at`: an RFC 3339 time or a date (midnight UTC).
+pub fn parse_at(text: &str) -> Result<Timestamp, InputError> {
+    crate::config::build::parse_instant(text).ok_or_else(|| InputError::At(text.to_owned()))
+}
+
+/// Explains a request given as method, absolute URL and headers, at `at` (default: now).
 pub fn explain(
     table: &Table,
     method: &str,
     url: &str,
     headers: &[(String, String)],
+    at: Option<Timestamp>,
 ) -> Result<Explanation, InputError> {
     let uri: Uri = url.parse().map_err(|_| InputError::Url(url.to_owned()))?;
     let scheme = match uri.scheme_str() {
@@ -111,6 +129,7 @@ pub fn explain(
         scheme,
         uri: &uri,
         headers: &map,
+        at,
     };
     Ok(route(table, &req).into())
 }
@@ -138,6 +157,8 @@ pub struct Case {
     pub method: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The instant to route at (RFC 3339), for tenants with phases; default now.
+    pub at: Option<String>,
     /// Fields that must equal those of the explanation; others are not compared.
     pub expect: BTreeMap<String, serde_json::Value>,
 }
@@ -165,7 +186,8 @@ pub fn run_cases(table: &Table, file: &CaseFile) -> Vec<Mismatch> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let request = format!("{} {}", case.method, case.url);
-        let got = match explain(table, &case.method, &case.url, &headers) {
+        let at = case.at.as_deref().map(parse_at).transpose();
+        let got = match at.and_then(|at| explain(table, &case.method, &case.url, &headers, at)) {
             Ok(e) => serde_json::to_value(e).unwrap_or_default(),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };

@@ -152,6 +152,7 @@ impl Front {
                 scheme,
                 uri: &head.uri,
                 headers: &head.headers,
+                at: None,
             };
             let routed = route(&table, &req);
             let plan = match &routed.decision {

@@ -45,6 +45,10 @@ enum Command {
         /// A request header, `Name: value`; may be repeated.
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
+        /// Route as at this instant (RFC 3339, e.g. 2026-03-01T18:00:00+01:00), to preview a
+        /// tenant's phases and brownouts; default now.
+        #[arg(long)]
+        at: Option<String>,
         /// The absolute URL as the client sent it, e.g. https://acme.flexhosting.se/Timeclock
         url: String,
     },
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
             method,
             headers,
             url,
+            at,
         } => {
             let result = (|| -> anyhow::Result<String> {
                 let config = config::load(&config_path, None)?;
@@ -131,7 +136,8 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|h| explain::parse_header(h))
                     .collect::<Result<Vec<_>, _>>()?;
-                let explanation = explain::explain(&config.table, &method, &url, &headers)?;
+                let at = at.as_deref().map(explain::parse_at).transpose()?;
+                let explanation = explain::explain(&config.table, &method, &url, &headers, at)?;
                 Ok(serde_json::to_string(&explanation)?)
             })();
             match result {

@@ -114,6 +114,7 @@ impl Gateway {
             scheme,
             uri: &head.uri,
             headers: &head.headers,
+            at: None,
         };
         let routed = route(&table, &req);
         let signals = routed.tenant.map(|t| &t.signals);

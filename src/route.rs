@@ -14,8 +14,9 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use crate::table::host::{normalize, BadHost};
 use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
-use crate::table::{Action, Forward, Redirect, Rule, Table, Tenant};
+use crate::table::{Action, Forward, Phase, PhasePlan, Redirect, Rule, Table, Tenant};
 use crate::upstream::Upstream;
+use jiff::Timestamp;
 
 /// How the request reached Signpost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct Request<'a> {
     /// Origin form (`/path?q`) or absolute form (`https://host/path?q`, and HTTP/2's `:authority`).
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
+    /// The instant to route at: `None` is now, read only for a tenant with a schedule.
+    /// `explain --at` and the tests set it.
+    pub at: Option<Timestamp>,
 }
 
 /// The decision, with the tenant and rule that led to it.
@@ -53,6 +57,10 @@ pub struct Routed<'t> {
     pub branch: Option<Branch>,
     /// The rule's captures (empty for rejects and fallbacks), for redaction.
     pub captures: Captures,
+    /// For a tenant with phases: the index of the phase in force (`None` after the last).
+    pub phase: Option<usize>,
+    /// A brownout window turned the answer into a `410`.
+    pub brownout: bool,
 }
 
 #[derive(Debug)]
@@ -135,6 +143,8 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         decision: Decision::Reject { status, why },
         branch: None,
         captures: Captures::default(),
+        phase: None,
+        brownout: false,
     };
     let host = match request_host(req) {
         Ok(host) => host,
@@ -156,7 +166,22 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
             Some(tenant),
         );
     }
-    let Some((rule, captures)) = tenant.find_rule(path, req.method) else {
+    let schedule = tenant
+        .schedule
+        .as_deref()
+        .map(|s| (s, req.at.unwrap_or_else(Timestamp::now)));
+    let phase = schedule.and_then(|(s, at)| s.phase_at(at));
+    let found = match phase {
+        Some((
+            _,
+            Phase {
+                plan: PhasePlan::All(rule),
+                ..
+            },
+        )) => Some((rule, Captures::default())),
+        _ => tenant.find_rule(path, req.method),
+    };
+    let Some((rule, captures)) = found else {
         return reject(
             StatusCode::NOT_FOUND,
             "no rule matches and the profile has no fallback",
@@ -183,16 +208,24 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
             (decision, Some(branch))
         }
     };
-    let decision = decision.unwrap_or(Decision::Reject {
+    let mut decision = decision.unwrap_or(Decision::Reject {
         status: StatusCode::BAD_REQUEST,
         why: "a captured value holds a control character",
     });
+    let brownout = schedule
+        .and_then(|(s, at)| s.brownout_at(at, &rule.kind))
+        .filter(|_| !matches!(decision, Decision::Reject { .. }));
+    if let Some(window) = brownout {
+        decision = Decision::Gone { page: &window.page };
+    }
     Routed {
         tenant: Some(tenant),
         rule: Some(rule),
         decision,
         branch,
         captures,
+        phase: phase.map(|(i, _)| i),
+        brownout: brownout.is_some(),
     }
 }
 
@@ -344,6 +377,7 @@ mod tests {
                 scheme: Scheme::Https,
                 uri: &uri,
                 headers: &headers,
+                at: None,
             };
             choose_branch(&req).taken
         };

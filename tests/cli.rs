@@ -127,3 +127,58 @@ fn run_with_a_broken_config_exits_before_binding() {
         text(&out)
     );
 }
+
+/// `explain --at` previews a tenant's phases: which one is in force and what it does, at any
+/// instant; a time that does not parse is an error, not "now".
+#[test]
+fn explain_at_previews_the_phase_in_force() {
+    let example = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&example).unwrap();
+    config["tls"]["certs"] = repo().join("certs").to_str().unwrap().into();
+    config["upstreams"]["onprem"] =
+        serde_yaml::from_str("{ url: https://hrm.exempel.com, address: 127.0.0.1:9 }").unwrap();
+    config["tenants"][1]["phases"] = serde_yaml::from_str(
+        "[{ until: '2026-03-01T18:00:00+01:00', forward: { upstream: onprem } }, { until: '2026-09-01T00:00:00Z', rules: profile }, { gone: true }]",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phased.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let explain_at = |at: &str| {
+        let out = signpost(&[
+            "explain",
+            "--config",
+            path.to_str().unwrap(),
+            "--at",
+            at,
+            "https://exempel.com/Timeclock/Lager",
+        ]);
+        (out.status.code(), text(&out))
+    };
+    let (code, json) = explain_at("2026-03-01T17:59:59+01:00");
+    assert_eq!(code, Some(0), "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (json["phase"].as_u64(), json["action"].as_str()),
+        (Some(1), Some("forward"))
+    );
+    assert_eq!(json["url"], "https://hrm.exempel.com/Timeclock/Lager");
+    let (_, json) = explain_at("2026-03-01T18:00:00+01:00");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (json["phase"].as_u64(), json["action"].as_str()),
+        (Some(2), Some("redirect"))
+    );
+    let (_, json) = explain_at("2026-09-01");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (json["phase"].as_u64(), json["status"].as_u64()),
+        (Some(3), Some(410))
+    );
+    let (code, message) = explain_at("soon");
+    assert_eq!(code, Some(1));
+    assert!(
+        message.contains("`soon` is not an RFC 3339 time"),
+        "{message}"
+    );
+}

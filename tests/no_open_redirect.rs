@@ -216,6 +216,7 @@ fn check(table: &Table, g: &Generated, counts: &mut [u64; 5]) -> Result<(), Test
             scheme,
             uri: &uri,
             headers: &headers,
+            at: None,
         };
         match route(table, &req).decision {
             Decision::Reject { status, .. } => {

@@ -21,12 +21,18 @@ use crate::route::gone_page;
 use crate::table::host::{index_key, HostIndex};
 use crate::table::pattern::{is_name, Matcher, Pattern};
 use crate::table::template::Template;
-use crate::table::{Action, Forward, Profile, Redirect, Rule, RuleSet, Signals, Table, Tenant};
+use crate::table::{
+    Action, Brownout, Forward, Phase, PhasePlan, Profile, Redirect, Rule, RuleSet, Schedule,
+    Signals, Table, Tenant,
+};
 use crate::tls::CertStore;
 use crate::upstream::{self, Upstream, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 
 const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 const DEFAULT_GONE_MESSAGE: &str = "This address is no longer in use.";
+const DEFAULT_BROWNOUT_MESSAGE: &str = "This address is being retired. It fails on purpose for a \
+    short, scheduled while (a brownout) so that integrations still using it are noticed before \
+    it stops working for good. Move them to the new address.";
 
 type Vars<'a> = dyn Fn(&str) -> Option<&'a str> + 'a;
 
@@ -642,19 +648,24 @@ impl Builder<'_> {
             self.profile(&t.profile, p.src, &p.path, p.file, &vars)
                 .map(Arc::new)
         };
+        let schedule = self.schedule(t, src, path, &vars);
+        let (derived_deprecation, derived_sunset) = schedule
+            .as_deref()
+            .map_or((None, None), Schedule::signal_dates);
+        let deprecation = self
+            .instant(t, src, path, "deprecation", t.deprecation.as_deref())
+            .or(derived_deprecation);
+        let sunset = self
+            .instant(t, src, path, "sunset", t.sunset.as_deref())
+            .or(derived_sunset);
         let signals = Signals {
-            deprecation: self.date(
-                t,
-                src,
-                path,
-                "deprecation",
-                t.deprecation.as_deref(),
-                |ts| format!("@{}", ts.as_second()),
-            ),
-            sunset: self.date(t, src, path, "sunset", t.sunset.as_deref(), |ts| {
+            deprecation: deprecation
+                .and_then(|ts| HeaderValue::from_str(&format!("@{}", ts.as_second())).ok()),
+            sunset: sunset.and_then(|ts| {
                 jiff::fmt::rfc2822::DateTimePrinter::new()
                     .timestamp_to_rfc9110_string(&ts)
-                    .unwrap_or_default()
+                    .ok()
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
             }),
         };
         let profile = profile?;
@@ -680,21 +691,150 @@ impl Builder<'_> {
             rules,
             profile,
             signals,
+            schedule,
         })
     }
 
-    fn date(
+    /// Compiles `phases` and `brownouts`; `None` when the tenant has neither.
+    fn schedule(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<Box<Schedule>> {
+        if t.phases.is_empty() && t.brownouts.is_empty() {
+            return None;
+        }
+        let fail = |b: &mut Self, at: YamlPath, reason| {
+            let problem = Problem::Schedule {
+                tenant: t.id.clone(),
+                reason,
+            };
+            b.problem(src, at, problem);
+        };
+        let mut phases = Vec::with_capacity(t.phases.len());
+        let mut previous: Option<jiff::Timestamp> = None;
+        for (i, p) in t.phases.iter().enumerate() {
+            let at = path.key("phases").index(i);
+            let last = i + 1 == t.phases.len();
+            let until = match &p.until {
+                Some(text) => match parse_instant(text) {
+                    Some(ts) => Some(ts),
+                    None => {
+                        fail(self, at.key("until"), "`until` is not an RFC 3339 time");
+                        continue;
+                    }
+                },
+                None if last => None,
+                None => {
+                    fail(self, at.clone(), "every phase but the last needs `until`");
+                    continue;
+                }
+            };
+            if let (Some(before), Some(until)) = (previous, until) {
+                if until <= before {
+                    fail(
+                        self,
+                        at.key("until"),
+                        "phases must be in increasing `until` order",
+                    );
+                }
+            }
+            previous = until.or(previous);
+            let plan = match (
+                &p.rules,
+                p.redirect.is_some() || p.forward.is_some() || p.gone.is_some(),
+            ) {
+                (Some(rules), false) if rules == "profile" => Some(PhasePlan::Rules),
+                (Some(_), false) => {
+                    fail(self, at.key("rules"), "`rules` can only be `profile`");
+                    None
+                }
+                (Some(_), true) => {
+                    fail(
+                        self,
+                        at.clone(),
+                        "a phase has `rules` or one action, not both",
+                    );
+                    None
+                }
+                (None, _) => {
+                    let name = format!("phase-{}", i + 1);
+                    let action = self.action(
+                        &name,
+                        (&p.redirect, &p.forward, &p.gone),
+                        &[],
+                        src,
+                        &at,
+                        vars,
+                    );
+                    action.map(|action| {
+                        PhasePlan::All(Rule {
+                            name: name.as_str().into(),
+                            kind: p.kind.as_deref().unwrap_or("phase").into(),
+                            action,
+                            redact: Box::default(),
+                        })
+                    })
+                }
+            };
+            if let Some(plan) = plan {
+                phases.push(Phase { until, plan });
+            }
+        }
+        let mut brownouts = Vec::with_capacity(t.brownouts.len());
+        for (i, b) in t.brownouts.iter().enumerate() {
+            let at = path.key("brownouts").index(i);
+            let (Some(from), Some(until)) = (parse_instant(&b.from), parse_instant(&b.until))
+            else {
+                fail(self, at, "`from` and `until` must be RFC 3339 times");
+                continue;
+            };
+            if from >= until {
+                fail(
+                    self,
+                    at.key("until"),
+                    "a brownout's `until` must be after its `from`",
+                );
+                continue;
+            }
+            let message = b.message.as_deref().unwrap_or(DEFAULT_BROWNOUT_MESSAGE);
+            match Template::compile(message, &[], vars).and_then(|t| t.as_literal()) {
+                Ok(text) => brownouts.push(Brownout {
+                    from,
+                    until,
+                    kinds: b.kinds.iter().map(|k| k.as_str().into()).collect(),
+                    page: gone_page(&text),
+                }),
+                Err(error) => self.problem(
+                    src,
+                    at.key("message"),
+                    Problem::Template {
+                        rule: format!("brownout {}", i + 1),
+                        error,
+                    },
+                ),
+            }
+        }
+        Some(Box::new(Schedule {
+            phases: phases.into(),
+            brownouts: brownouts.into(),
+        }))
+    }
+
+    /// A tenant's date field (`deprecation`, `sunset`), reported when it does not parse.
+    fn instant(
         &mut self,
         t: &FileTenant,
         src: usize,
         path: &YamlPath,
         field: &'static str,
         value: Option<&str>,
-        render: impl Fn(jiff::Timestamp) -> String,
-    ) -> Option<HeaderValue> {
+    ) -> Option<jiff::Timestamp> {
         let value = value?;
         match parse_instant(value) {
-            Some(ts) => HeaderValue::from_str(&render(ts)).ok(),
+            Some(ts) => Some(ts),
             None => {
                 let problem = Problem::Date {
                     tenant: t.id.clone(),
@@ -716,7 +856,8 @@ fn hash_of(value: &impl std::hash::Hash) -> u64 {
 }
 
 /// `2025-10-01` (midnight UTC) or an RFC 3339 time with offset.
-fn parse_instant(text: &str) -> Option<jiff::Timestamp> {
+/// A date (midnight UTC) or an RFC 3339 time.
+pub fn parse_instant(text: &str) -> Option<jiff::Timestamp> {
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Some(ts);
     }

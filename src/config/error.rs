@@ -52,6 +52,11 @@ pub enum Problem {
         field: &'static str,
         value: String,
     },
+    #[error("tenant `{tenant}`: {reason}")]
+    Schedule {
+        tenant: String,
+        reason: &'static str,
+    },
     #[error("rule `{rule}`: {error}")]
     Pattern { rule: String, error: PatternError },
     #[error("rule `{rule}`: {error}")]

@@ -161,6 +161,37 @@ pub struct FileTenant {
     pub sunset: Option<String>,
     #[serde(default)]
     pub rules: Vec<FileRule>,
+    /// The migration schedule, in time order (see `table::Schedule`).
+    #[serde(default)]
+    pub phases: Vec<FilePhase>,
+    #[serde(default)]
+    pub brownouts: Vec<FileBrownout>,
+}
+
+/// One phase of a tenant's move: until `until` (the last may leave it out), either the rules
+/// (`rules: profile`) or one action for every request.
+#[derive(Debug, Hash, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePhase {
+    pub until: Option<String>,
+    pub kind: Option<String>,
+    pub rules: Option<String>,
+    #[serde(default, deserialize_with = "redirect")]
+    pub redirect: Option<FileRedirect>,
+    pub forward: Option<FileForward>,
+    #[serde(default, deserialize_with = "gone")]
+    pub gone: Option<FileGone>,
+}
+
+/// A window in which the tenant's legacy routes (those of `kinds`, or all) answer `410`.
+#[derive(Debug, Hash, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBrownout {
+    pub from: String,
+    pub until: String,
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    pub message: Option<String>,
 }
 
 /// `redirect: TEMPLATE` or `redirect: { to: TEMPLATE, status: 308, keep_query: false }`.

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub config_last_success: Gauge,
     pub tenants: IntGauge,
     pub rules: IntGauge,
+    pub tenant_phase: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
 }
@@ -88,6 +89,14 @@ impl Metrics {
             "Rules in the running config (tenant rules plus each profile's).",
         )
         .expect("valid metric");
+        let tenant_phase = IntGaugeVec::new(
+            Opts::new(
+                "signpost_tenant_phase",
+                "For tenants with phases: the phase in force, from 1 (0 once the last has ended).",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
         let census_evictions = IntCounter::new(
             "signpost_census_evictions_total",
             "Legacy clients evicted from the bounded census.",
@@ -119,6 +128,7 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(tenants.clone()),
             Box::new(rules.clone()),
+            Box::new(tenant_phase.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
             Box::new(build_info),
@@ -139,6 +149,7 @@ impl Metrics {
             config_last_success,
             tenants,
             rules,
+            tenant_phase,
             census_evictions,
             census_dropped,
         }

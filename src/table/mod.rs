@@ -6,6 +6,7 @@
 
 pub mod host;
 pub mod pattern;
+pub mod schedule;
 pub mod template;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use http::{HeaderValue, Method, StatusCode};
 use crate::upstream::Upstream;
 use host::HostIndex;
 use pattern::{Captures, Matcher};
+pub use schedule::{Brownout, Phase, PhasePlan, Schedule};
 use template::Template;
 
 /// The live table, swapped whole on reload; requests keep the snapshot they started with.
@@ -71,6 +73,8 @@ pub struct Tenant {
     /// Shared between tenants unless this tenant overrides `vars`.
     pub profile: Arc<Profile>,
     pub signals: Signals,
+    /// Boxed: most tenants have none, and the tenant array stays dense.
+    pub schedule: Option<Box<Schedule>>,
     /// Hash of the tenant as written, to report what a reload changed.
     pub source_hash: u64,
 }
