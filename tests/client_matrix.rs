@@ -6,7 +6,7 @@
 //!
 //! The clients live in `tests/clients/`; `scripts/install-deps clients` installs their
 //! runtimes. A client whose runtime is absent is skipped with a message. The tables are printed
-//! and written to `target/client-matrix.md` (the README shows them).
+//! and written to `target/tmp/client-matrix.md` (the README shows them).
 
 mod common;
 
@@ -297,10 +297,10 @@ impl Env {
     }
 }
 
-/// A venv with `requests` under `target/` (made once, reused); `Err` when Python or PyPI is
+/// A venv with `requests` under `target/tmp/` (made once, reused); `Err` when Python or PyPI is
 /// not available.
 fn python_venv() -> Result<PathBuf, String> {
-    let venv = repo().join("target/client-venv");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-venv");
     let python = venv.join("bin/python");
     let has_requests = |p: &Path| {
         Command::new(p)
@@ -364,7 +364,20 @@ fn verdict(
     (false, format!("✗ {problem}"))
 }
 
-fn nginx_301(dir: &Path, port: u16, new_port: u16) -> Result<Child, String> {
+/// nginx on `dir`'s config; stopped with SIGTERM, so its master stops the workers too (a
+/// killed master leaves them running, holding the test's output open).
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_301(dir: &Path, port: u16, new_port: u16) -> Result<Nginx, String> {
     runs("nginx", "-v")?;
     let certs = repo().join("certs");
     let conf = format!(
@@ -397,14 +410,17 @@ http {{
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&path)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let nginx = Nginx(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -412,7 +428,7 @@ http {{
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(child)
+    Ok(nginx)
 }
 
 /// Runs every client on every route against `port` (Signpost's or nginx's): the verdicts.
@@ -481,10 +497,9 @@ async fn real_clients_reach_the_new_endpoints_through_signpost() {
     let nginx_dir = tempfile::tempdir().unwrap();
     let nginx_port = free_port();
     let nginx = match nginx_301(nginx_dir.path(), nginx_port, new_port) {
-        Ok(mut child) => {
+        Ok(nginx) => {
             let rows = matrix(&env, &up, nginx_port).await;
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(nginx);
             Ok(rows)
         }
         Err(why) => Err(why),
@@ -496,7 +511,11 @@ async fn real_clients_reach_the_new_endpoints_through_signpost() {
         Err(why) => report.push_str(&format!("\nnginx skipped: {why}\n")),
     }
     println!("{report}");
-    std::fs::write(repo().join("target/client-matrix.md"), &report).unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-matrix.md"),
+        &report,
+    )
+    .unwrap();
     for client in CLIENTS {
         if let Err(why) = env.available(client) {
             eprintln!("client matrix: {} skipped: {why}", client.title());
