@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod explain;
 pub mod front;
+pub mod init;
 pub mod proxy;
 pub mod reload;
 pub mod report;

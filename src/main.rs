@@ -1,4 +1,4 @@
-//! The `signpost` command line: run | check | explain | test.
+//! The `signpost` command line: run | check | explain | test | init | stragglers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,27 @@ enum Command {
         /// The cases file.
         cases: PathBuf,
     },
+    /// Write a ready config for one self-hosted tenant (validated like `check` first).
+    Init {
+        /// The old address, e.g. hrm.exempel.com
+        #[arg(long)]
+        host: String,
+        /// The Flex HRM customer number.
+        #[arg(long)]
+        customer_number: String,
+        /// Your old server (URL): everything is forwarded there until --move-at.
+        #[arg(long)]
+        onprem: Option<String>,
+        /// When the tenant moves (RFC 3339, e.g. 2026-03-01T18:00:00+01:00).
+        #[arg(long, requires = "onprem")]
+        move_at: Option<String>,
+        /// A folder of NAME.crt + NAME.key pairs: adds the HTTPS listener.
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// Where to write the config; an existing file is never overwritten.
+        #[arg(long, default_value = "signpost.yaml")]
+        output: PathBuf,
+    },
     /// Print the legacy-traffic report of a running instance as a table.
     Stragglers {
         /// The admin listener, e.g. http://127.0.0.1:9090
@@ -89,15 +110,46 @@ fn disable_transparent_huge_pages() {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    if let Some(Command::Stragglers { admin }) = &cli.command {
-        return stragglers(admin);
+    match &cli.command {
+        Some(Command::Stragglers { admin }) => return stragglers(admin),
+        Some(Command::Init {
+            host,
+            customer_number,
+            onprem,
+            move_at,
+            certs,
+            output,
+        }) => {
+            let req = signpost::init::InitRequest {
+                host: host.clone(),
+                customer_number: customer_number.clone(),
+                onprem: onprem.clone(),
+                move_at: move_at.clone(),
+                certs: certs.clone(),
+            };
+            return match signpost::init::write(&req, output) {
+                Ok(_) => {
+                    println!(
+                        "wrote {}; run it with: signpost run --config {}",
+                        output.display(),
+                        output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("signpost init: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let Some(config_path) = cli.config else {
         eprintln!("signpost: --config FILE is required (see --help)");
         return ExitCode::from(2);
     };
     match cli.command.unwrap_or(Command::Run { upgrade: false }) {
-        Command::Stragglers { .. } => unreachable!("handled above"),
+        Command::Stragglers { .. } | Command::Init { .. } => unreachable!("handled above"),
         Command::Run { upgrade } => {
             init_logging(cli.log_format);
             match signpost::server::run(&config_path, upgrade) {

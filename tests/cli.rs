@@ -182,3 +182,52 @@ fn explain_at_previews_the_phase_in_force() {
         "{message}"
     );
 }
+
+/// `signpost init` writes a config that `check` accepts and that routes the customer's host;
+/// `--move-at` without `--onprem` is refused by the argument parser.
+#[test]
+fn init_writes_a_config_that_check_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signpost.yaml");
+    let out = signpost(&[
+        "init",
+        "--host",
+        "hrm.exempel.com",
+        "--customer-number",
+        "5678",
+        "--onprem",
+        "https://old-server.internal",
+        "--move-at",
+        "2026-03-01T18:00:00+01:00",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = signpost(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = signpost(&[
+        "explain",
+        "--config",
+        path.to_str().unwrap(),
+        "--at",
+        "2026-06-01",
+        "https://hrm.exempel.com/Timeclock/Lager",
+    ]);
+    assert!(
+        text(&out).contains(r#""location":"https://timeclock.flexhrm.com/Lager/5678""#),
+        "{}",
+        text(&out)
+    );
+    let out = signpost(&[
+        "init",
+        "--host",
+        "x.example",
+        "--customer-number",
+        "1",
+        "--move-at",
+        "2026-03-01",
+        "--output",
+        dir.path().join("other.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

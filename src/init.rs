@@ -1,0 +1,216 @@
+//! `signpost init`: a ready config for one self-hosted tenant.
+//!
+//! A self-hosted customer has one server and one old address. The config is the bundled
+//! example's `vars`, `upstreams` and `flexhrm` profile (one source of truth, embedded at build
+//! time) with the customer's tenant; with `--onprem`, a first phase forwards everything to the
+//! customer's old server until the move. The text is validated exactly as `check` does before
+//! it is written, and an existing file is never overwritten.
+
+use std::path::{Path, PathBuf};
+
+use crate::config;
+
+const EXAMPLE: &str = include_str!("../config/example.yaml");
+
+/// What `init` was asked for.
+#[derive(Debug, Clone)]
+pub struct InitRequest {
+    /// The customer's old address, e.g. `hrm.exempel.com`.
+    pub host: String,
+    pub customer_number: String,
+    /// The old server, forwarded to until `move_at`.
+    pub onprem: Option<String>,
+    /// When the tenant moves (RFC 3339); only with `onprem`.
+    pub move_at: Option<String>,
+    /// A folder of `NAME.crt` + `NAME.key` pairs: adds the HTTPS listener.
+    pub certs: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{0} exists already; choose another --output or move it away")]
+    Exists(PathBuf),
+    #[error("the generated config does not load:\n{0}")]
+    Invalid(config::error::ConfigErrors),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A top-level section of the example: from `key:` up to the next top-level key.
+fn section(key: &str) -> &'static str {
+    let start = EXAMPLE
+        .find(&format!("\n{key}:"))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("config/example.yaml has no `{key}:` section"));
+    let rest = &EXAMPLE[start..];
+    let end = rest
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| rest[i..].starts_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The config text for `req`.
+pub fn render(req: &InitRequest) -> String {
+    let id = req.host.trim_end_matches('.').to_ascii_lowercase();
+    let mut out = format!(
+        "# Signpost for {host}: written by `signpost init`. Check changes with\n\
+         #   signpost check --config THIS_FILE\n\
+         # Paths are relative to this file. Reference: README.md, \"Configuration reference\".\n\
+         listen:\n  http: 0.0.0.0:80\n",
+        host = req.host
+    );
+    match &req.certs {
+        Some(dir) => out.push_str(&format!(
+            "  https: 0.0.0.0:443\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\ntls:\n  certs: {}\n",
+            dir.display()
+        )),
+        None => out.push_str(
+            "  # https: 0.0.0.0:443          # add with a `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
+        ),
+    }
+    out.push_str("census:\n  state_file: /var/lib/signpost/census.json\n");
+    out.push_str(section("vars"));
+    out.push_str(section("upstreams"));
+    if let Some(onprem) = &req.onprem {
+        out.push_str(&format!(
+            "  onprem:                      # your old server, until the move\n    url: {onprem}\n"
+        ));
+    }
+    out.push_str(section("profiles"));
+    out.push_str(&format!(
+        "tenants:\n  - id: {id}\n    customer_number: \"{number}\"\n    hosts: [{host}]\n    profile: flexhrm\n",
+        number = req.customer_number,
+        host = req.host
+    ));
+    if req.onprem.is_some() {
+        out.push_str("    phases:\n");
+        match &req.move_at {
+            Some(at) => out.push_str(&format!(
+                "      - until: {at}          # before the move: everything still goes to the old server\n        forward: {{ upstream: onprem }}\n      - rules: profile                   # from the move on: the new addresses\n"
+            )),
+            None => out.push_str(
+                "      # Until the move date is known, everything goes to the old server. Then give this\n      # phase `until: <RFC 3339 time>` and add `- rules: profile` after it.\n      - forward: { upstream: onprem }\n",
+            ),
+        }
+    }
+    out
+}
+
+/// Renders, validates and writes the config to `output`; returns the text written.
+pub fn write(req: &InitRequest, output: &Path) -> Result<String, InitError> {
+    if output.exists() {
+        return Err(InitError::Exists(output.to_owned()));
+    }
+    let text = render(req);
+    // Validate beside the target, so relative paths (certs) resolve as they will.
+    let name = output.file_name().unwrap_or_default().to_string_lossy();
+    let probe = output.with_file_name(format!(".{name}.init-check"));
+    std::fs::write(&probe, &text)?;
+    let loaded = config::load(&probe, None);
+    std::fs::remove_file(&probe)?;
+    loaded.map_err(InitError::Invalid)?;
+    std::fs::write(output, &text)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(onprem: bool, move_at: Option<&str>) -> InitRequest {
+        InitRequest {
+            host: "hrm.exempel.com".into(),
+            customer_number: "5678".into(),
+            onprem: onprem.then(|| "https://old-server.internal".into()),
+            move_at: move_at.map(Into::into),
+            certs: None,
+        }
+    }
+
+    #[test]
+    fn sections_of_the_example_are_whole() {
+        assert!(section("vars").starts_with("vars:\n") && section("vars").contains("timeclock:"));
+        assert!(
+            section("upstreams").starts_with("upstreams:\n")
+                && !section("upstreams").contains("profiles:")
+        );
+        let profiles = section("profiles");
+        assert!(
+            profiles.contains("ip1-callback") && !profiles.contains("tenants:"),
+            "{profiles}"
+        );
+    }
+
+    #[test]
+    fn the_config_routes_the_customers_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signpost.yaml");
+        write(&request(false, None), &path).unwrap();
+        let table = config::load(&path, None).unwrap().table;
+        let e = crate::explain::explain(
+            &table,
+            "GET",
+            "https://hrm.exempel.com/Timeclock/Lager",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            e.location.as_deref(),
+            Some("https://timeclock.flexhrm.com/Lager/5678")
+        );
+        assert!(matches!(
+            write(&request(false, None), &path),
+            Err(InitError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn onprem_forwards_everything_until_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signpost.yaml");
+        write(&request(true, Some("2026-03-01T18:00:00+01:00")), &path).unwrap();
+        let table = config::load(&path, None).unwrap().table;
+        let at = |time: &str| {
+            crate::explain::explain(
+                &table,
+                "GET",
+                "https://hrm.exempel.com/HRM/Start",
+                &[],
+                Some(time.parse().unwrap()),
+            )
+            .unwrap()
+        };
+        let before = at("2026-03-01T16:59:59Z");
+        assert_eq!(
+            (before.action, before.url.as_deref()),
+            ("forward", Some("https://old-server.internal/HRM/Start"))
+        );
+        assert_eq!(at("2026-03-01T17:00:00Z").action, "redirect");
+        // Without a date: forwarded until someone sets one.
+        let undated = dir.path().join("undated.yaml");
+        write(&request(true, None), &undated).unwrap();
+        assert!(render(&request(true, None)).contains("- forward: { upstream: onprem }"));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signpost.yaml");
+        let mut bad = request(true, Some("next spring"));
+        let err = write(&bad, &path).unwrap_err().to_string();
+        assert!(err.contains("`until` is not an RFC 3339 time"), "{err}");
+        assert!(!path.exists());
+        bad = request(false, None);
+        bad.host = "not a host".into();
+        assert!(write(&bad, &path).is_err());
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no probe file left behind"
+        );
+    }
+}
