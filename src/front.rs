@@ -114,13 +114,25 @@ impl Front {
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
                 Ok(httparse::Status::Partial) => {
                     return self
-                        .refuse(stream, 431, "head too large", started, peer)
+                        .refuse(
+                            stream,
+                            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "head too large",
+                            started,
+                            peer,
+                        )
                         .await;
                 }
                 Err(httparse::Error::TooManyHeaders) => return Step::HandOff,
                 Err(_) => {
                     return self
-                        .refuse(stream, 400, "malformed head", started, peer)
+                        .refuse(
+                            stream,
+                            http::StatusCode::BAD_REQUEST,
+                            "malformed head",
+                            started,
+                            peer,
+                        )
                         .await
                 }
             }
@@ -139,7 +151,9 @@ impl Front {
             parsed = httparse::Request::new(&mut headers);
         };
         if let Some(why) = smuggling_shape(&parsed) {
-            return self.refuse(stream, 400, why, started, peer).await;
+            return self
+                .refuse(stream, http::StatusCode::BAD_REQUEST, why, started, peer)
+                .await;
         }
         let Some(head) = Head::read(&parsed, self.recorder.census.api_key_headers()) else {
             return Step::HandOff;
@@ -358,24 +372,18 @@ impl Front {
     async fn refuse(
         &self,
         stream: &mut Stream,
-        status: u16,
+        status: http::StatusCode,
         why: &'static str,
         started: Instant,
         peer: Option<IpAddr>,
     ) -> Step {
-        let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-        let mut out = Vec::with_capacity(128);
-        status_line(&mut out, code, None);
-        header(&mut out, b"Content-Length", b"0");
-        header(&mut out, b"Connection", b"close");
-        header(&mut out, b"Date", get_cached_date().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let out = bodiless_head(status, true);
         if stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok() {
             linger(stream).await;
         }
         self.recorder.finish(Finished {
             labels: None,
-            status,
+            status: status.as_u16(),
             method: &Method::GET,
             path: "",
             headers: &HeaderMap::new(),
@@ -446,17 +454,26 @@ fn smuggling_shape(req: &httparse::Request<'_, '_>) -> Option<&'static str> {
 /// A bodiless error answer to the client, keeping the connection.
 async fn error_response(stream: &mut Stream, status: u16) -> Done {
     let status_code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let mut out = Vec::with_capacity(128);
-    status_line(&mut out, status_code, None);
-    header(&mut out, b"Content-Length", b"0");
-    header(&mut out, b"Date", get_cached_date().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let out = bodiless_head(status_code, false);
     let written = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
     Done {
         status,
         keep_alive: written,
         error: "upstream",
     }
+}
+
+/// A complete response without a body; `close` adds `Connection: close`.
+fn bodiless_head(status: http::StatusCode, close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    status_line(&mut out, status, None);
+    header(&mut out, b"Content-Length", b"0");
+    if close {
+        header(&mut out, b"Connection", b"close");
+    }
+    header(&mut out, b"Date", get_cached_date().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// How one request ended on the front door.

@@ -39,11 +39,7 @@ fn raw(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
         raw.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&raw).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            });
+            let length = common::content_length(head);
             if n == 0 || length.is_some_and(|len| body.len() >= len) {
                 let status = text.split(' ').nth(1)?.parse().ok()?;
                 return Some((status, text));

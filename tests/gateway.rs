@@ -327,15 +327,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> String {
             break;
         }
     }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
+    let mut body = vec![0; common::content_length(&head).unwrap_or(0)];
     reader.read_exact(&mut body).unwrap();
     head
 }

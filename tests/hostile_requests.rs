@@ -75,15 +75,7 @@ fn complete(read: &[u8]) -> bool {
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return false;
     };
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    body.len() >= length
+    body.len() >= common::content_length(head).unwrap_or(0)
 }
 
 /// Keeps one ordinary client busy with redirects until stopped; returns (ok, failures).

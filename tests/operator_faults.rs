@@ -125,6 +125,17 @@ impl Setup {
         std::fs::write(path, text).unwrap();
     }
 
+    /// Writes the config with each tenant in its own file under `folder` (included by glob)
+    /// and starts the gateway on it; the tenant files' (id, text).
+    fn start_with_tenants_in(&self, folder: &str) -> (Gateway, Vec<(String, String)>) {
+        let (main, files) = self.split_config(A, &[&format!("{folder}/*.yaml")], "1234");
+        self.write("signpost.yaml", &main);
+        for (id, text) in &files {
+            self.write(&format!("{folder}/{id}.yaml"), text);
+        }
+        (self.start(), files)
+    }
+
     /// Runs the gateway on `signpost.yaml`, logging at `warn` to its own folder.
     fn start(&self) -> Gateway {
         let scratch = tempfile::tempdir().unwrap();
@@ -329,12 +340,7 @@ async fn a_missing_literal_include_is_an_error_and_keeps_its_tenants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_gone_from_an_include_glob_removes_its_tenant() {
     let setup = Setup::new();
-    let (main, files) = setup.split_config(A, &["tenants.d/*.yaml"], "1234");
-    setup.write("signpost.yaml", &main);
-    for (id, text) in &files {
-        setup.write(&format!("tenants.d/{id}.yaml"), text);
-    }
-    let gw = setup.start();
+    let (gw, files) = setup.start_with_tenants_in("tenants.d");
     assert_serves(&gw, &location_of(A, "1234"), "start").await;
     std::fs::remove_file(setup.root().join("tenants.d/acme.yaml")).unwrap();
     let deadline = Instant::now() + PATIENCE;
@@ -457,12 +463,7 @@ async fn configmap_swapped_twice_while_reloading_ends_on_the_final_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_included_folder_renamed_or_replaced_stays_watched() {
     let setup = Setup::new();
-    let (main, files) = setup.split_config(A, &["tenants.d/*.yaml"], "1234");
-    setup.write("signpost.yaml", &main);
-    for (id, text) in &files {
-        setup.write(&format!("tenants.d/{id}.yaml"), text);
-    }
-    let gw = setup.start();
+    let (gw, files) = setup.start_with_tenants_in("tenants.d");
     let numbers = ["1234", "2001", "2002", "2003"];
     let valid: Vec<String> = numbers
         .iter()

@@ -36,15 +36,11 @@ async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => buf.extend_from_slice(&piece[..n]),
                     }
-                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    let text = String::from_utf8_lossy(&buf);
                     let Some((head, body)) = text.split_once("\r\n\r\n") else {
                         continue;
                     };
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    if body.len() < length {
+                    if body.len() < common::content_length(head).unwrap_or(0) {
                         continue;
                     }
                     tokio::time::sleep(delay).await;

@@ -54,14 +54,7 @@ async fn scripted_upstream(
                     let head: Vec<u8> = buf.drain(..end).collect();
                     let head = String::from_utf8_lossy(&head).into_owned();
                     // Read past a Content-Length body, so the next head starts where it should.
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (name, value) = l.split_once(':')?;
-                            name.eq_ignore_ascii_case("content-length")
-                                .then(|| value.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
+                    let length = common::content_length(&head).unwrap_or(0);
                     while buf.len() < length {
                         let mut piece = [0u8; 4096];
                         match tcp.read(&mut piece).await {

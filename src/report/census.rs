@@ -398,8 +398,7 @@ impl CensusWorker {
                 _ = shutdown.changed() => break,
             }
         }
-        census.drain();
-        census.save();
+        census.flush();
     }
 }
 

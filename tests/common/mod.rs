@@ -420,6 +420,16 @@ fn admin_request(
     Some((status, body))
 }
 
+/// The `Content-Length` in an HTTP head (`None` when absent or not a number).
+pub fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
 /// DNS names of the certificate a response came over.
 pub fn served_names(resp: &reqwest::Response) -> Vec<String> {
     let info = resp
