@@ -185,20 +185,22 @@ impl Front {
             (plan, routed.labels(head.uri.path()))
         };
         // Shutting down: this request is served, and the client told to send the next one on a
-        // new connection (to the new process, in an upgrade). Idle connections are not closed
-        // early: a client may be sending on one just then, and that request would be lost.
+        // new connection (to the new process, in an upgrade). A connection is only ever closed
+        // after a response that said so: closing one that the client believes kept alive (idle,
+        // or after a response that began before the shutdown) races with the client sending its
+        // next request on it, and that request would be lost.
         let closing = self.draining.load(Ordering::Relaxed);
-        let (mut done, upstream_error) = match plan {
+        let (done, upstream_error) = match plan {
             Plan::Answer(mut answer) => {
                 if closing {
-                    answer.close_connection();
+                    announce_close(&mut answer.bytes);
                 }
                 let written =
                     stream.write_all(&answer.bytes).await.is_ok() && stream.flush().await.is_ok();
                 (
                     Done {
                         status: answer.status,
-                        keep_alive: written,
+                        keep_alive: written && !closing,
                         error: if written { "" } else { "WriteError" },
                     },
                     None,
@@ -215,7 +217,6 @@ impl Front {
                     signals,
                     scheme,
                     peer,
-                    closing,
                 };
                 match self.forward(stream, parsed.headers, &head, forward).await {
                     Ok(done) => (done, None),
@@ -223,8 +224,6 @@ impl Front {
                 }
             }
         };
-        // A shutdown that began during the request closes the connection after it.
-        done.keep_alive &= !self.draining.load(Ordering::Relaxed);
         buf.advance(head_len);
         let labels = labels.as_ref();
         self.recorder.finish(Finished {
@@ -285,15 +284,12 @@ impl Front {
         if http1::write_request(&mut request, &outgoing).is_none() {
             return Err((error_response(stream, 502).await, "other"));
         }
-        let mut extra: Vec<(&str, &[u8])> = f
+        let extra: Vec<(&str, &[u8])> = f
             .signals
             .iter()
             .flat_map(SignalHeaders::entries)
             .map(|(name, value)| (name, value.as_bytes()))
             .collect();
-        if f.closing {
-            extra.push(("Connection", b"close"));
-        }
         let head_request = head.method == Method::HEAD;
 
         let mut out = Vec::with_capacity(1024);
@@ -330,6 +326,12 @@ impl Front {
         };
         conn.buf.advance(response.len);
         let status = response.status;
+        // Decided as the head goes out, so that a response that began before a shutdown still
+        // tells the client to close.
+        let closing = self.draining.load(Ordering::Relaxed);
+        if closing {
+            announce_close(&mut out);
+        }
         let relayed = http1::relay_body(
             &mut conn,
             response.framing,
@@ -345,7 +347,7 @@ impl Front {
                 }
                 Ok(Done {
                     status,
-                    keep_alive: true,
+                    keep_alive: !closing,
                     error: "",
                 })
             }
@@ -500,8 +502,6 @@ struct Forward<'a> {
     signals: Option<SignalHeaders>,
     scheme: Scheme,
     peer: Option<IpAddr>,
-    /// Add `Connection: close` to the response (the server is shutting down).
-    closing: bool,
 }
 
 /// The parts of a parsed head that routing, census and log need.
@@ -579,16 +579,6 @@ struct Answer {
 
 impl Answer {
     /// Adds `Connection: close` after the status line.
-    fn close_connection(&mut self) {
-        let line_end = self
-            .bytes
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(0, |i| i + 2);
-        self.bytes
-            .splice(line_end..line_end, *b"Connection: close\r\n");
-    }
-
     fn from(routed: &crate::route::Routed<'_>, head_only: bool) -> Self {
         let mut out = Vec::with_capacity(256);
         let date = get_cached_date();
@@ -652,6 +642,15 @@ impl Answer {
         out.extend_from_slice(b"\r\n");
         Answer { status, bytes: out }
     }
+}
+
+/// Adds `Connection: close` to a response head, after its status line.
+fn announce_close(head: &mut Vec<u8>) {
+    let line_end = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(0, |i| i + 2);
+    head.splice(line_end..line_end, *b"Connection: close\r\n");
 }
 
 /// `HTTP/1.1 307 Temporary Redirect`; `reason` overrides the standard phrase (an upstream's).

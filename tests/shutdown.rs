@@ -86,9 +86,9 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// A slow GET (front door) and a slow POST (pingora's proxy) are in flight when SIGTERM
-/// arrives: both complete (and the GET's connection is closed after its response), a
-/// kept-alive connection gets its next request answered with `Connection: close`, new connections are no longer
-/// served, the census written at exit counts both requests, and the exit code is 0.
+/// arrives: both complete (the GET's response says `Connection: close`, and the connection is
+/// closed after it), a kept-alive connection gets its next request answered with
+/// `Connection: close`, new connections are no longer served, the census written at exit counts both requests, and the exit code is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     let (addr, answered) = slow_upstream(Duration::from_secs(2)).await;
@@ -142,6 +142,9 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     let get = get.await.unwrap();
     assert!(get.starts_with("HTTP/1.1 200"), "{get}");
     assert!(get.ends_with(BODY), "{get}");
+    // It began before the signal, yet its response announces the close: a connection the
+    // client believes kept alive must never be closed under it (its next request would be lost).
+    assert!(get.contains("\r\nConnection: close\r\n"), "{get}");
     assert!(
         stopped_at.elapsed() < Duration::from_secs(3),
         "the GET's connection was not closed after its response"
