@@ -101,12 +101,14 @@ fn api_url(gw: &Gateway, path: &str) -> String {
     gw.url(&format!("http://exempel.com/HRM/API/{path}"))
 }
 
-fn upstream_errors(gw: &Gateway, reason: &str) -> f64 {
-    let (_, text) = gw.admin("/metrics");
-    let prefix = format!("signpost_upstream_errors_total{{reason=\"{reason}\",upstream=\"api\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+/// Asserts that the upstream `api` has `want` errors counted for `reason`.
+fn assert_upstream_errors(gw: &Gateway, reason: &str, want: f64, context: &str) {
+    let line = format!("signpost_upstream_errors_total{{reason=\"{reason}\",upstream=\"api\"}} ");
+    assert_eq!(
+        gw.metric_when(&line, |v| v == want),
+        want,
+        "{reason}: {context}"
+    );
 }
 
 fn response(head: &str, body: &str) -> Vec<u8> {
@@ -134,7 +136,7 @@ async fn connections_the_upstream_closed_while_idle_are_not_a_502() {
         }
     }
     assert_eq!(count.load(Ordering::SeqCst), 30);
-    assert_eq!(upstream_errors(&gw, "connection"), 0.0);
+    assert_upstream_errors(&gw, "connection", 0.0, "");
 }
 
 /// The race an idle timeout makes: the upstream closes a kept-alive connection just as the
@@ -239,7 +241,7 @@ async fn ambiguous_upstream_framing_is_a_502() {
     let gw = gateway_for(addr);
     let resp = gw.get(&api_url(&gw, "v1/x")).await;
     assert_eq!(resp.status(), 502);
-    assert_eq!(upstream_errors(&gw, "invalid_response"), 1.0);
+    assert_upstream_errors(&gw, "invalid_response", 1.0, "");
 }
 
 /// The two forward paths: a bodiless GET (the front door's own client) and a POST with a
@@ -263,7 +265,7 @@ async fn silent_upstream_is_a_504_at_the_read_timeout() {
     let gw = gateway_for(addr);
     for (i, method) in METHODS.iter().enumerate() {
         silent_once(&gw, method).await;
-        assert_eq!(upstream_errors(&gw, "timeout"), (i + 1) as f64, "{method}");
+        assert_upstream_errors(&gw, "timeout", (i + 1) as f64, method.as_str());
     }
 }
 
@@ -314,11 +316,7 @@ async fn upstream_reset_mid_body_breaks_the_response() {
             body.is_err(),
             "{method}: a cut body must not look complete: {body:?}"
         );
-        assert_eq!(
-            upstream_errors(&gw, "connection"),
-            (i + 1) as f64,
-            "{method}"
-        );
+        assert_upstream_errors(&gw, "connection", (i + 1) as f64, method.as_str());
     }
 }
 
@@ -389,7 +387,7 @@ async fn upstream_certificate_for_another_name_is_a_502() {
         upstream.take().is_empty(),
         "a request reached the wrong-name upstream"
     );
-    assert_eq!(upstream_errors(&gw, "tls"), 2.0);
+    assert_upstream_errors(&gw, "tls", 2.0, "");
 }
 
 /// A large body from an upstream faster than its client is streamed, not buffered: the

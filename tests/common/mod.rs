@@ -330,6 +330,19 @@ impl Gateway {
             .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
+    /// [`Self::metric`] once `settled` holds for it, or after 5 s whatever it is then: a request
+    /// is counted just after its response is written, so the client may read the response first.
+    pub fn metric_when(&self, line_start: &str, settled: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.metric(line_start);
+            if settled(value) || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits up to `limit` for the process to exit by itself; its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
