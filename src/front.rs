@@ -729,9 +729,12 @@ impl ServerApp for Front {
         None
     }
 
-    async fn cleanup(&self) {
-        self.proxy.cleanup().await;
-    }
+    /// Deliberately not the proxy's `cleanup`: that makes pingora close, at once, every
+    /// kept-alive connection waiting for its next request, under clients that may be sending
+    /// one (and after responses that did not announce a close). Without it, pingora answers
+    /// each connection's next request with `Connection: close`, as the front door does, and
+    /// idle ones stay open until the grace period ends.
+    async fn cleanup(&self) {}
 }
 
 #[cfg(test)]

@@ -77,6 +77,40 @@ fn patch(config: &mut Value, dir: &Path, addr: SocketAddr, grace: &str) {
     .unwrap();
 }
 
+/// A request the front door hands to pingora's proxy (it answers only GET and HEAD), answered
+/// with a redirect on a kept-alive connection.
+const PINGORA_REDIRECT: &[u8] = b"DELETE /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
+
+/// Reads one response (head and `Content-Length` body) from a raw connection.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            if body.len() >= common::content_length(head).unwrap_or(0) {
+                return text.into_owned();
+            }
+        }
+        let mut piece = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut piece))
+            .await
+            .expect("no response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {text:?}");
+        answer.extend_from_slice(&piece[..n]);
+    }
+}
+
+/// Reads until the server closes the connection (within 2 s).
+async fn read_to_close(conn: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut answer))
+        .await
+        .expect("the connection was not closed after the request")
+        .unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -86,9 +120,12 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// A slow GET (front door) and a slow POST (pingora's proxy) are in flight when SIGTERM
-/// arrives: both complete (the GET's response says `Connection: close`, and the connection is
-/// closed after it), a kept-alive connection gets its next request answered with
-/// `Connection: close`, new connections are no longer served, the census written at exit counts both requests, and the exit code is 0.
+/// arrives: both complete, and neither connection is closed under a client that believes it
+/// kept alive (the GET's response says `Connection: close`; the POST's connection answers one
+/// more request, saying so). Kept-alive connections idle at the signal, after a front-door or
+/// a pingora request, get their next request answered with `Connection: close`. New
+/// connections are no longer served, the census written at exit counts the requests, and the
+/// exit code is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     let (addr, answered) = slow_upstream(Duration::from_secs(2)).await;
@@ -99,9 +136,13 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     idle.write_all(b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n")
         .await
         .unwrap();
-    let mut first = [0u8; 512];
-    let n = idle.read(&mut first).await.unwrap();
-    assert!(first[..n].starts_with(b"HTTP/1.1 307"));
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 307"));
+    // The same after a request that pingora's proxy served.
+    let mut idle_pingora = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    idle_pingora.write_all(PINGORA_REDIRECT).await.unwrap();
+    assert!(read_response(&mut idle_pingora)
+        .await
+        .starts_with("HTTP/1.1 307"));
     // The slow GET on a raw connection, to see its headers and the close.
     let mut slow_get = tokio::net::TcpStream::connect(gw.http).await.unwrap();
     slow_get
@@ -113,14 +154,15 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
         slow_get.read_to_end(&mut answer).await.unwrap();
         String::from_utf8(answer).unwrap()
     });
-    let post = gw
-        .client("http")
-        .post(gw.url("http://exempel.com/HRM/IP1/Callback"))
-        .body("status=delivered")
-        .send();
+    // The slow POST on a raw connection too, to use it again after its response.
+    let mut slow_post = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    slow_post
+        .write_all(b"POST /HRM/IP1/Callback HTTP/1.1\r\nHost: exempel.com\r\nContent-Length: 16\r\n\r\nstatus=delivered")
+        .await
+        .unwrap();
     let post = tokio::spawn(async move {
-        let resp = post.await.expect("the in-flight POST failed");
-        (resp.status().as_u16(), resp.text().await.unwrap())
+        let answer = read_response(&mut slow_post).await;
+        (answer, slow_post)
     });
     // Both requests are at the upstream before the signal.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -131,14 +173,19 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     idle.write_all(b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n")
         .await
         .unwrap();
-    let mut last = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut last))
-        .await
-        .expect("the connection was not closed after the request")
-        .unwrap();
-    let last = String::from_utf8(last).unwrap();
+    let last = read_to_close(&mut idle).await;
     assert!(last.starts_with("HTTP/1.1 307"), "{last}");
     assert!(last.contains("\r\nConnection: close\r\n"), "{last}");
+    idle_pingora.write_all(PINGORA_REDIRECT).await.unwrap();
+    let last = read_to_close(&mut idle_pingora).await;
+    assert!(
+        last.starts_with("HTTP/1.1 307"),
+        "after pingora's answer: {last}"
+    );
+    assert!(
+        last.contains("\r\nConnection: close\r\n"),
+        "after pingora's answer: {last}"
+    );
     let get = get.await.unwrap();
     assert!(get.starts_with("HTTP/1.1 200"), "{get}");
     assert!(get.ends_with(BODY), "{get}");
@@ -149,7 +196,18 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
         stopped_at.elapsed() < Duration::from_secs(3),
         "the GET's connection was not closed after its response"
     );
-    assert_eq!(post.await.unwrap(), (200, BODY.to_owned()));
+    // The POST began before the signal, so its response did not announce a close: the
+    // connection must take one more request, answered with `Connection: close`.
+    let (answer, mut slow_post) = post.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(BODY), "{answer}");
+    slow_post.write_all(PINGORA_REDIRECT).await.unwrap();
+    let last = read_to_close(&mut slow_post).await;
+    assert!(
+        last.starts_with("HTTP/1.1 307"),
+        "after the slow POST: {last}"
+    );
+    assert!(last.contains("\r\nConnection: close\r\n"), "{last}");
     assert_eq!(answered.load(Ordering::SeqCst), 2);
     // A new connection during the grace period is not served.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -185,8 +243,8 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     assert_eq!(counted("shift_callback"), 1, "{state:#}");
 }
 
-/// A steady load of redirects and forwards, on kept-alive connections and on a new connection
-/// per request, runs across a graceful upgrade: the new process takes the listening sockets
+/// A steady load of redirects and forwards (GETs, and POSTs that pingora's proxy serves), on
+/// kept-alive connections and on a new connection per request, runs across a graceful upgrade: the new process takes the listening sockets
 /// over, the old one drains and exits 0, and not one request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_upgrade_loses_no_request() {
@@ -215,6 +273,12 @@ async fn graceful_upgrade_loses_no_request() {
             "http://exempel.com/HRM/API/v1/ping",
             false,
         ),
+        // With a body, so pingora's proxy serves them.
+        (
+            "kept-alive POST forwards",
+            "http://exempel.com/HRM/IP1/Callback",
+            true,
+        ),
     ]
     .into_iter()
     .map(|(what, url, keep_alive)| {
@@ -232,7 +296,12 @@ async fn graceful_upgrade_loses_no_request() {
         tokio::spawn(async move {
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).send().await {
+                let request = if what.contains("POST") {
+                    client.post(&url).body("status=delivered")
+                } else {
+                    client.get(&url)
+                };
+                match request.send().await {
                     Ok(resp) if resp.status().is_redirection() || resp.status() == 200 => {
                         match resp.bytes().await {
                             Ok(_) => ok += 1,
