@@ -78,14 +78,22 @@ impl Admin {
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
-        // Phases switch by the clock, not by an event: read them as of this scrape.
-        let phases = &self.live.metrics.tenant_phase;
+        // Phases switch by the clock, not by an event: read them as of this scrape. The
+        // sunsets are read here too, so that a reload that removes a tenant removes its series.
+        let (phases, sunsets) = (
+            &self.live.metrics.tenant_phase,
+            &self.live.metrics.tenant_sunset,
+        );
         phases.reset();
+        sunsets.reset();
         let now = jiff::Timestamp::now();
         for tenant in self.live.tables.load().tenants() {
             if let Some(schedule) = tenant.schedule.as_deref().filter(|s| !s.phases.is_empty()) {
                 let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
                 phases.with_label_values(&[&*tenant.id]).set(number as i64);
+            }
+            if let Some(at) = tenant.signals.sunset_at {
+                sunsets.with_label_values(&[&*tenant.id]).set(at);
             }
         }
         let gauge = &self.live.metrics.client_last_seen;

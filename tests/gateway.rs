@@ -297,6 +297,7 @@ async fn redirect_over_http2() {
     );
 }
 
+/// `Deprecation`, `Sunset` and `Link` on a tenant with dates, and the sunset as a metric.
 #[tokio::test]
 async fn redirect_carries_deprecation_signals() {
     let gw = Gateway::start_example(None);
@@ -313,6 +314,17 @@ async fn redirect_carries_deprecation_signals() {
     // acme has no dates: no signals.
     let resp = gw.get("http://acme.flexhosting.se/Mobile/today").await;
     assert!(resp.headers().get("deprecation").is_none());
+    // The same sunset, for alerts on traffic after it; none for acme.
+    let sunset = "signpost_tenant_sunset_timestamp_seconds{tenant=";
+    let (_, metrics) = gw.admin("/metrics");
+    assert!(
+        metrics.contains(&format!("{sunset}\"exempel\"}} 1782777600\n")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&format!("{sunset}\"acme\"}}")),
+        "{metrics}"
+    );
 }
 
 /// Reads one response with `Content-Length` from a raw HTTP/1.1 stream; returns its head.

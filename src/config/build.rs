@@ -667,6 +667,7 @@ impl Builder<'_> {
                     .ok()
                     .and_then(|s| HeaderValue::from_str(&s).ok())
             }),
+            sunset_at: sunset.map(|ts| ts.as_second()),
         };
         let profile = profile?;
         let needs_number = rules

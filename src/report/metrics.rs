@@ -21,6 +21,7 @@ pub struct Metrics {
     pub tenants: IntGauge,
     pub rules: IntGauge,
     pub tenant_phase: IntGaugeVec,
+    pub tenant_sunset: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
 }
@@ -97,6 +98,14 @@ impl Metrics {
             &["tenant"],
         )
         .expect("valid metric");
+        let tenant_sunset = IntGaugeVec::new(
+            Opts::new(
+                "signpost_tenant_sunset_timestamp_seconds",
+                "For tenants with a sunset date (set, or their final gone phase's start): when.",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
         let census_evictions = IntCounter::new(
             "signpost_census_evictions_total",
             "Legacy clients evicted from the bounded census.",
@@ -129,6 +138,7 @@ impl Metrics {
             Box::new(tenants.clone()),
             Box::new(rules.clone()),
             Box::new(tenant_phase.clone()),
+            Box::new(tenant_sunset.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
             Box::new(build_info),
@@ -150,6 +160,7 @@ impl Metrics {
             tenants,
             rules,
             tenant_phase,
+            tenant_sunset,
             census_evictions,
             census_dropped,
         }

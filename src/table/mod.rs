@@ -99,6 +99,8 @@ impl Tenant {
 pub struct Signals {
     pub deprecation: Option<HeaderValue>,
     pub sunset: Option<HeaderValue>,
+    /// The sunset in Unix seconds, exported so that traffic after it can be alerted on.
+    pub sunset_at: Option<i64>,
 }
 
 impl Signals {
