@@ -164,6 +164,12 @@ pub(crate) fn upstream_status(e: &Error) -> u16 {
     }
 }
 
+/// The client closed, reset or cancelled while its request was being served.
+fn is_client_gone(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(e.etype(), ConnectionClosed | ReadError | WriteError)
+}
+
 /// A small fixed set of reasons, so the label's cardinality stays bounded.
 pub(crate) fn upstream_reason(e: &Error) -> &'static str {
     match e.etype() {
@@ -172,10 +178,8 @@ pub(crate) fn upstream_reason(e: &Error) -> &'static str {
         ConnectNoRoute => "no_address",
         ReadTimedout | WriteTimedout => "timeout",
         TLSHandshakeFailure | InvalidCert | TLSHandshakeTimedout => "tls",
-        ConnectionClosed | ReadError | WriteError => match e.esource() {
-            ErrorSource::Downstream => "client_gone",
-            _ => "connection",
-        },
+        _ if is_client_gone(e) => "client_gone",
+        ConnectionClosed | ReadError | WriteError => "connection",
         _ => "other",
     }
 }
@@ -222,11 +226,16 @@ impl ProxyHttp for Gateway {
             Outcome::Answer(Answer { header, body }) => {
                 let head_only = session.req_header().method == Method::HEAD;
                 let body = body.filter(|_| !head_only);
+                // A failed write is the client's doing (gone, or its stream cancelled).
                 session
                     .write_response_header(Box::new(header), body.is_none())
-                    .await?;
+                    .await
+                    .map_err(|e| e.into_down())?;
                 if let Some(body) = body {
-                    session.write_response_body(Some(body), true).await?;
+                    session
+                        .write_response_body(Some(body), true)
+                        .await
+                        .map_err(|e| e.into_down())?;
                 }
                 Ok(true)
             }
@@ -355,6 +364,13 @@ impl ProxyHttp for Gateway {
         format!("{} {path} (tenant {tenant})", head.method)
     }
 
+    /// A client that went away (closed, reset, or cancelled its HTTP/2 stream) is no fault of
+    /// Signpost's or an upstream's: it is counted (status 0, and `error` in the access log) but
+    /// not logged as an error, so that a flood of cancelled streams cannot flood the log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        is_client_gone(e)
+    }
+
     /// Timeouts talking to an upstream are `504`, other upstream failures `502`.
     async fn fail_to_proxy(
         &self,
@@ -367,10 +383,8 @@ impl ProxyHttp for Gateway {
             ConnectTimedout | ReadTimedout | WriteTimedout | ConnectNoRoute => upstream_status(e),
             _ => match e.esource() {
                 ErrorSource::Upstream => upstream_status(e),
-                ErrorSource::Downstream => match e.etype() {
-                    WriteError | ReadError | ConnectionClosed => 0,
-                    _ => 400,
-                },
+                ErrorSource::Downstream if is_client_gone(e) => 0,
+                ErrorSource::Downstream => 400,
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };

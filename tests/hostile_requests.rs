@@ -1,7 +1,8 @@
 //! Hostile requests on raw sockets against the running gateway: malformed request lines and
 //! headers, request-smuggling shapes, oversized heads, absolute-form targets that disagree with
-//! `Host`, `CONNECT`, slowloris. Each gets a 4xx (or a closed connection) within a bounded
-//! time, none reaches an upstream, and ordinary clients are served meanwhile.
+//! `Host`, `CONNECT`, slowloris, and an HTTP/2 rapid-reset flood. Each gets a 4xx (or a closed
+//! connection) within a bounded time, none reaches an upstream, and ordinary clients are served
+//! meanwhile.
 
 mod common;
 
@@ -78,13 +79,15 @@ fn complete(read: &[u8]) -> bool {
     body.len() >= common::content_length(head).unwrap_or(0)
 }
 
-/// Keeps one ordinary client busy with redirects until stopped; returns (ok, failures).
+/// Keeps one ordinary client busy with redirects until stopped (HTTP/1.1 for `http`, HTTP/2
+/// for `https`); returns (ok, failures).
 fn ordinary_traffic(
     gw: &Gateway,
+    scheme: &str,
 ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(u32, Vec<String>)>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let client = gw.client("http");
-    let url = gw.url("http://acme.flexhosting.se/Timeclock");
+    let client = gw.client(scheme);
+    let url = gw.url(&format!("{scheme}://acme.flexhosting.se/Timeclock"));
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
         let (mut ok, mut bad) = (0, Vec::new());
@@ -114,7 +117,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
     let ca = TestCa::new();
     let up = Upstream::start(&ca, &["web.flexhrm.com", "api.flexhrm.com"]).await;
     let gw = Gateway::start_example(Some((&up, &ca)));
-    let (stop, traffic) = ordinary_traffic(&gw);
+    let (stop, traffic) = ordinary_traffic(&gw, "http");
 
     let callback = "POST /HRM/IP1/Callback HTTP/1.1\r\n";
     let smuggled = "GET /HRM/API/smuggled HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
@@ -211,7 +214,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
 async fn headers_trickled_a_byte_a_second_are_cut_off() {
     const TRICKLERS: usize = 50;
     let gw = Gateway::start_example(None);
-    let (stop, traffic) = ordinary_traffic(&gw);
+    let (stop, traffic) = ordinary_traffic(&gw, "http");
     let head = format!(
         "GET /Timeclock HTTP/1.1\r\n{HOST}X-Slow: {}\r\n\r\n",
         "a".repeat(60)
@@ -271,4 +274,114 @@ async fn nothing_after_a_refused_request_is_served() {
     assert_eq!(out.statuses, vec![400], "{}", out.text);
     assert!(out.closed);
     assert!(!out.text.contains("Smuggled"), "{}", out.text);
+}
+
+/// An HTTP/2 connection to the gateway's TLS listener (ALPN `h2`, the development CA trusted),
+/// its connection task spawned; the task's result says how the server ended it.
+async fn h2_connect(
+    gw: &Gateway,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let pem = std::fs::read(common::repo().join("certs/dev-ca/ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(gw.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("acme.flexhosting.se").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    (send, tokio::spawn(connection))
+}
+
+fn h2_redirect_request() -> http::Request<()> {
+    http::Request::get("https://acme.flexhosting.se/Timeclock")
+        .body(())
+        .unwrap()
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487): connections that open stream after stream and cancel
+/// each at once, as fast as they can. The work stays bounded (pingora's h2 server answers a
+/// flood of streams cancelled before it accepted them with GOAWAY), memory does not grow with
+/// the streams, the gateway stays up, and an ordinary HTTP/2 client on the same listener is
+/// answered within 2 s throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_flood_is_bounded() {
+    const FLOOD: Duration = Duration::from_secs(3);
+    const STREAMS_PER_CONNECTION: u32 = 20_000;
+    let mut gw = Gateway::start_example(None);
+    let (stop, traffic) = ordinary_traffic(&gw, "https");
+    let rss_before = gw.rss_kib();
+    let mut cancelled = 0;
+    let mut endings = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < FLOOD {
+        let (mut send, connection) = h2_connect(&gw).await;
+        let mut sent = 0;
+        let client_side = loop {
+            if sent == STREAMS_PER_CONNECTION {
+                break None;
+            }
+            if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+                break Some(e);
+            }
+            match send.send_request(h2_redirect_request(), true) {
+                Ok((response, mut stream)) => {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    drop(response);
+                    sent += 1;
+                }
+                Err(e) => break Some(e),
+            }
+        };
+        assert!(
+            sent < STREAMS_PER_CONNECTION,
+            "the server let {sent} cancelled streams through on one connection"
+        );
+        cancelled += sent;
+        drop(send);
+        let server_side = tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .expect("the server kept a flooding connection open for 10 s after it went quiet")
+            .unwrap();
+        endings.push(format!(
+            "{sent} streams, then {:?}",
+            client_side.or(server_side.err()).map(|e| e.to_string())
+        ));
+    }
+    let grown_mib = gw.rss_kib().saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "rapid reset: {cancelled} streams cancelled over {} connections, RSS +{grown_mib} MiB; \
+         the first ones: {:?}",
+        endings.len(),
+        endings.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(grown_mib < 32, "RSS grew {grown_mib} MiB during the flood");
+    assert!(gw.is_running(), "the gateway died");
+    // A fresh HTTP/2 connection is served as before.
+    let (mut send, _connection) = h2_connect(&gw).await;
+    send = send.ready().await.unwrap();
+    let (response, _) = send.send_request(h2_redirect_request(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 307);
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = traffic.await.unwrap();
+    assert!(
+        ok >= 20 && bad.is_empty(),
+        "ordinary client: {ok} ok, {bad:?}"
+    );
+    eprintln!("ordinary HTTP/2 client meanwhile: {ok} redirects, none failed or slower than 2 s");
 }

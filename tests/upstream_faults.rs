@@ -404,7 +404,7 @@ async fn large_bodies_stream_to_slow_clients_in_flat_memory() {
     .await;
     let gw = gateway_for(addr);
     for method in METHODS {
-        let before = rss_kib(gw.pid());
+        let before = gw.rss_kib();
         let mut peak = before;
         let mut resp = request(&gw, &method, "v1/export").send().await.unwrap();
         assert_eq!(resp.status(), 200, "{method}");
@@ -414,7 +414,7 @@ async fn large_bodies_stream_to_slow_clients_in_flat_memory() {
             // About 16 MiB/s: far slower than the upstream writes.
             tokio::time::sleep(Duration::from_micros(chunk.len() as u64 / 16)).await;
             if received % (1 << 20) < chunk.len() {
-                peak = peak.max(rss_kib(gw.pid()));
+                peak = peak.max(gw.rss_kib());
             }
         }
         assert_eq!(received, SIZE, "{method}");
@@ -425,14 +425,4 @@ async fn large_bodies_stream_to_slow_clients_in_flat_memory() {
         );
         eprintln!("{method}: RSS grew {growth} MiB while streaming 32 MiB to a slow client");
     }
-}
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
