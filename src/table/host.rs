@@ -6,6 +6,7 @@
 //! `.flexhosting.se`. That is one hash probe per label, never a scan over tenants. As in nginx,
 //! `*.example.com` matches any depth below `example.com` but not `example.com` itself.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// The longest DNS name, plus room for a port and brackets.
@@ -122,12 +123,19 @@ pub fn index_key(config_host: &str) -> Option<String> {
 }
 
 impl HostIndex {
+    /// Room for `names` names without rehashing (a large fleet has 100 000 or more).
+    pub fn with_capacity(names: usize) -> Self {
+        Self {
+            names: HashMap::with_capacity_and_hasher(names, Default::default()),
+        }
+    }
+
     /// Adds a name (already an [`index_key`]); returns the tenant that already had it, if any.
     pub fn insert(&mut self, key: String, tenant: u32) -> Option<u32> {
-        match self.names.get(key.as_str()) {
-            Some(&existing) => Some(existing),
-            None => {
-                self.names.insert(key.into(), tenant);
+        match self.names.entry(key.into_boxed_str()) {
+            Entry::Occupied(first) => Some(*first.get()),
+            Entry::Vacant(slot) => {
+                slot.insert(tenant);
                 None
             }
         }
