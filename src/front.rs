@@ -578,7 +578,7 @@ struct Answer {
 }
 
 impl Answer {
-    /// Adds `Connection: close` after the status line.
+    /// The whole response for a routed request that is not a forward.
     fn from(routed: &crate::route::Routed<'_>, head_only: bool) -> Self {
         let mut out = Vec::with_capacity(256);
         let date = get_cached_date();
