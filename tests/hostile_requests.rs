@@ -1,8 +1,8 @@
 //! Hostile requests on raw sockets against the running gateway: malformed request lines and
 //! headers, request-smuggling shapes, oversized heads, absolute-form targets that disagree with
-//! `Host`, `CONNECT`, slowloris, and an HTTP/2 rapid-reset flood. Each gets a 4xx (or a closed
-//! connection) within a bounded time, none reaches an upstream, and ordinary clients are served
-//! meanwhile.
+//! `Host`, `CONNECT`, slowloris, and HTTP/2 rapid-reset and CONTINUATION floods. Each gets a
+//! 4xx (or a closed connection) within a bounded time, none reaches an upstream, and ordinary
+//! clients are served meanwhile.
 
 mod common;
 
@@ -276,14 +276,9 @@ async fn nothing_after_a_refused_request_is_served() {
     assert!(!out.text.contains("Smuggled"), "{}", out.text);
 }
 
-/// An HTTP/2 connection to the gateway's TLS listener (ALPN `h2`, the development CA trusted),
-/// its connection task spawned; the task's result says how the server ended it.
-async fn h2_connect(
-    gw: &Gateway,
-) -> (
-    h2::client::SendRequest<bytes::Bytes>,
-    tokio::task::JoinHandle<Result<(), h2::Error>>,
-) {
+/// A TLS connection to the gateway that negotiated HTTP/2 (ALPN `h2`, the development CA
+/// trusted).
+async fn h2_tls(gw: &Gateway) -> tokio_rustls::client::TlsStream<TcpStream> {
     let pem = std::fs::read(common::repo().join("certs/dev-ca/ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -303,7 +298,18 @@ async fn h2_connect(
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tls
+}
+
+/// An HTTP/2 client connection to the gateway, its connection task spawned; the task's result
+/// says how the server ended it.
+async fn h2_connect(
+    gw: &Gateway,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let (send, connection) = h2::client::handshake(h2_tls(gw).await).await.unwrap();
     (send, tokio::spawn(connection))
 }
 
@@ -384,4 +390,106 @@ async fn http2_rapid_reset_flood_is_bounded() {
         "ordinary client: {ok} ok, {bad:?}"
     );
     eprintln!("ordinary HTTP/2 client meanwhile: {ok} redirects, none failed or slower than 2 s");
+}
+
+/// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// The (type, payload) of each whole frame in what a server sent.
+fn h2_frames(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u32::from_be_bytes([0, *bytes.first()?, *bytes.get(1)?, *bytes.get(2)?]) as usize;
+        let frame = bytes.get(..9 + len)?;
+        bytes = &bytes[9 + len..];
+        Some((frame[3], &frame[9..]))
+    })
+}
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), the prefix's other bits zero.
+fn hpack_int(value: usize, n: u32, out: &mut Vec<u8>) {
+    let max = (1 << n) - 1;
+    if value < max {
+        out.push(value as u8);
+        return;
+    }
+    out.push(max as u8);
+    let mut rest = value - max;
+    while rest >= 128 {
+        out.push((rest % 128 + 128) as u8);
+        rest /= 128;
+    }
+    out.push(rest as u8);
+}
+
+/// The CONTINUATION flood (CVE-2024-27316 and kin): a request whose header block never ends,
+/// 16 KB of headers per frame, for up to 8 MB. The gateway must end the connection long before
+/// (its header list limit is 64 KiB), not buffer it, and keep serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_continuation_flood_is_cut_off() {
+    let mut gw = Gateway::start_example(None);
+    let (stop, traffic) = ordinary_traffic(&gw, "https");
+    let rss_before = gw.rss_kib();
+    let mut tls = h2_tls(&gw).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&h2_frame(0x4, 0, 0, &[])).await.unwrap(); // SETTINGS
+                                                             // GET https://acme.flexhosting.se/ from the static table, END_STREAM but not END_HEADERS.
+    let mut block = vec![0x82, 0x87, 0x84, 0x41];
+    hpack_int("acme.flexhosting.se".len(), 7, &mut block);
+    block.extend(b"acme.flexhosting.se");
+    tls.write_all(&h2_frame(0x1, 0x1, 1, &block)).await.unwrap();
+    // Each CONTINUATION: one literal header `x-junk: aaa…` of 16 000 bytes, never the last.
+    let mut junk = vec![0x00];
+    hpack_int(6, 7, &mut junk);
+    junk.extend(b"x-junk");
+    hpack_int(16_000, 7, &mut junk);
+    junk.extend(std::iter::repeat_n(b'a', 16_000));
+    let continuation = h2_frame(0x9, 0, 1, &junk);
+    let mut sent = 0;
+    let cut_off = loop {
+        if sent >= 8 << 20 {
+            break false;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), tls.write_all(&continuation)).await {
+            Ok(Ok(())) => sent += continuation.len(),
+            Ok(Err(_)) => break true,
+            Err(_) => {
+                panic!("the gateway stopped reading but kept the connection after {sent} bytes")
+            }
+        }
+    };
+    // The server says why and closes: GOAWAY, then the end of the stream.
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    assert!(
+        ended.is_ok(),
+        "the connection stayed open after {sent} bytes of headers"
+    );
+    assert!(
+        cut_off || sent <= 1 << 20,
+        "{sent} bytes of header block were accepted on one connection"
+    );
+    let goaway = h2_frames(&answer)
+        .find(|(kind, _)| *kind == 0x7)
+        .map(|(_, payload)| u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+    let Some(code) = goaway else {
+        panic!("no GOAWAY in {} bytes from the server", answer.len())
+    };
+    eprintln!("continuation flood: {sent} bytes written before the connection closed; GOAWAY code {code:#x}");
+    let grown_mib = gw.rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(grown_mib < 16, "RSS grew {grown_mib} MiB");
+    assert!(gw.is_running(), "the gateway died");
+    stop.store(true, Ordering::Relaxed);
+    let (ok, bad) = traffic.await.unwrap();
+    assert!(
+        ok > 0 && bad.is_empty(),
+        "ordinary client: {ok} ok, {bad:?}"
+    );
 }
