@@ -713,11 +713,8 @@ impl ServerApp for Front {
         // The buffer may already hold the requests after this one: serve them in order.
         session.set_pipelining_enabled(true);
         session.set_pipelined_prefix(buf);
-        session.set_keepalive(if *shutdown.borrow() {
-            None
-        } else {
-            Some(IDLE.as_secs())
-        });
+        // pingora itself turns keep-alive off for requests that begin during a shutdown.
+        session.set_keepalive(Some(IDLE.as_secs()));
         let mut result = self.proxy.process_new_http(session, shutdown).await;
         while let Some((stream, settings)) = result.map(|r| r.consume()) {
             let mut session = ServerSession::new_http1(stream);
