@@ -42,8 +42,8 @@ pub struct Explanation {
     pub brownout: bool,
 }
 
-impl From<Routed<'_>> for Explanation {
-    fn from(r: Routed<'_>) -> Self {
+impl From<Routed<'_, '_>> for Explanation {
+    fn from(r: Routed<'_, '_>) -> Self {
         let mut e = Explanation {
             tenant: r.tenant.map(|t| t.id.to_string()),
             rule: r.rule.map(|r| r.name.to_string()),

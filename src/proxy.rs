@@ -1,198 +1,54 @@
-//! The pingora `ProxyHttp` implementation: glue between pingora's phases and [`route`].
+//! Signpost's HTTP/2 door: the pingora `ProxyHttp` implementation, glue between pingora's
+//! phases and the rules in [`crate::protocol`] and [`route`] that the HTTP/1 front door
+//! ([`crate::front`]) uses too.
 //!
-//! - `request_filter`: route the request against the current snapshot. Redirects, `410` pages
-//!   and rejects are answered right here; a forward leaves its plan in the context.
-//! - `upstream_peer` / `upstream_request_filter`: connect to the plan's upstream and rewrite
-//!   the request line, `Host` and `X-Forwarded-*`.
-//! - `response_filter`: add the deprecation signals to forwarded responses.
-//!
-//! Responses are written with `write_response_header(.., end_of_stream)` and an explicit
-//! `Content-Length`, never `respond_error`, which would close a keep-alive connection.
+//! - `request_filter`: the head's framing checks ([`hygiene`]), a declared empty body checked
+//!   against what the client sends, then routing. Answers ([`Answer`]) are written right here,
+//!   with `write_response_header(.., end_of_stream)`, never `respond_error`; a forward leaves
+//!   its plan in the context.
+//! - `upstream_peer` / `upstream_request_filter`: connect to the plan's upstream and write the
+//!   forwarded head ([`forwarded_headers`]).
+//! - `request_body_filter`: the body deadline.
+//! - `response_filter`: the tenant's signalling headers on the upstream's response.
+//! - `fail_to_proxy` / `logging`: failures named by [`UpstreamFailure`], and one record of
+//!   every request.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::header::HOST;
+use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::protocol::answer::{Answer, Outcome};
+use crate::protocol::failure::UpstreamFailure;
+use crate::protocol::forward::{forwarded_headers, ForwardPlan, Hop};
+use crate::protocol::hygiene::{body_framing, BodyFraming, Deadlines, Refusal};
 use crate::report::{Finished, Recorder};
-use crate::route::{route, Decision, Labels, Request, Scheme};
-use crate::table::{Signals, Tables};
-use crate::upstream::{http1, Upstream};
-
-pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::route::{route, Labels, Request, Scheme};
+use crate::table::Tables;
 
 /// The gateway: reads the routing snapshot, never writes it.
 pub struct Gateway {
     pub tables: Tables,
     pub recorder: Arc<Recorder>,
+    pub deadlines: Deadlines,
 }
 
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
     route: Option<Labels>,
+    /// The routed path when it differs from the request's (dot segments resolved).
+    routed_path: Option<String>,
     forward: Option<ForwardPlan>,
-}
-
-/// Where a forwarded request goes, decided in `request_filter`.
-struct ForwardPlan {
-    upstream: Arc<Upstream>,
-    /// Upstream request target: path and query.
-    target: String,
-    scheme: Scheme,
-    /// Deprecation headers for the response, when the tenant has any.
-    signals: Option<SignalHeaders>,
-}
-
-/// Owned copies of a tenant's signalling headers (cheap: `HeaderValue`s share their bytes).
-pub(crate) struct SignalHeaders {
-    deprecation: Option<HeaderValue>,
-    sunset: Option<HeaderValue>,
-    link: Option<HeaderValue>,
-}
-
-impl SignalHeaders {
-    pub(crate) fn new(signals: &Signals, successor: &str) -> Option<Self> {
-        (!signals.is_empty()).then(|| Self {
-            deprecation: signals.deprecation.clone(),
-            sunset: signals.sunset.clone(),
-            link: HeaderValue::try_from(format!("<{successor}>; rel=\"successor-version\"")).ok(),
-        })
-    }
-
-    /// The headers that are set, each replacing the upstream's of the same name.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
-        [
-            ("deprecation", &self.deprecation),
-            ("sunset", &self.sunset),
-            ("link", &self.link),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
-    }
-
-    pub(crate) fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
-        for (name, value) in self.entries() {
-            resp.insert_header(name, value.clone())?;
-        }
-        Ok(())
-    }
-}
-
-/// A response decided in `request_filter`.
-struct Answer {
-    header: ResponseHeader,
-    body: Option<Bytes>,
-}
-
-enum Outcome {
-    Answer(Answer),
-    Forward(ForwardPlan),
-}
-
-impl Gateway {
-    /// Routes against the current snapshot and turns the decision into owned data, so the
-    /// snapshot guard is released before anything is awaited.
-    fn decide(
-        &self,
-        head: &RequestHeader,
-        scheme: Scheme,
-        ctx: &mut RequestCtx,
-    ) -> Result<Outcome> {
-        let table = self.tables.load();
-        let req = Request {
-            method: &head.method,
-            scheme,
-            uri: &head.uri,
-            headers: &head.headers,
-            at: None,
-        };
-        let routed = route(&table, &req);
-        let signals = routed.tenant.map(|t| &t.signals);
-        ctx.route = routed.labels(head.uri.path());
-        Ok(match routed.decision {
-            Decision::Redirect { status, location } => {
-                let mut header = ResponseHeader::build(status, Some(4))?;
-                header.insert_header(CONTENT_LENGTH, "0")?;
-                if let Some(s) = signals.and_then(|s| SignalHeaders::new(s, &location)) {
-                    s.apply(&mut header)?;
-                }
-                header.insert_header(LOCATION, location)?;
-                Outcome::Answer(Answer { header, body: None })
-            }
-            Decision::Gone { page } => Outcome::Answer(page_answer(
-                StatusCode::GONE,
-                "text/html; charset=utf-8",
-                page.clone(),
-            )?),
-            Decision::Reject { status, why } => {
-                let body = Bytes::from(format!(
-                    "{} {}: {why}\n",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ));
-                Outcome::Answer(page_answer(status, "text/plain; charset=utf-8", body)?)
-            }
-            Decision::Forward { upstream, path } => {
-                let signals = signals
-                    .and_then(|s| SignalHeaders::new(s, &format!("{}{}", upstream.origin, path)));
-                Outcome::Forward(ForwardPlan {
-                    upstream: upstream.clone(),
-                    target: path,
-                    scheme,
-                    signals,
-                })
-            }
-        })
-    }
-}
-
-/// The status a client sees when its forward fails: `504` for timeouts, else `502`.
-pub(crate) fn upstream_status(e: &Error) -> u16 {
-    match e.etype() {
-        ConnectTimedout | ReadTimedout | WriteTimedout => 504,
-        _ => 502,
-    }
-}
-
-/// The client closed, reset or cancelled while its request was being served.
-fn is_client_gone(e: &Error) -> bool {
-    e.esource() == &ErrorSource::Downstream
-        && matches!(e.etype(), ConnectionClosed | ReadError | WriteError)
-}
-
-/// A small fixed set of reasons, so the label's cardinality stays bounded.
-pub(crate) fn upstream_reason(e: &Error) -> &'static str {
-    match e.etype() {
-        ConnectTimedout => "connect_timeout",
-        ConnectRefused => "connect_refused",
-        ConnectNoRoute => "no_address",
-        ReadTimedout | WriteTimedout => "timeout",
-        TLSHandshakeFailure | InvalidCert | TLSHandshakeTimedout => "tls",
-        _ if is_client_gone(e) => "client_gone",
-        ConnectionClosed | ReadError | WriteError => "connection",
-        _ => "other",
-    }
-}
-
-fn page_answer(status: StatusCode, content_type: &'static str, body: Bytes) -> Result<Answer> {
-    let mut header = ResponseHeader::build(status, Some(4))?;
-    header.insert_header(CONTENT_TYPE, content_type)?;
-    header.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    header.insert_header(CACHE_CONTROL, "no-store")?;
-    Ok(Answer {
-        header,
-        body: Some(body),
-    })
+    /// The whole body must have arrived by then.
+    body_deadline: Instant,
 }
 
 fn scheme_of(session: &Session) -> Scheme {
@@ -204,39 +60,101 @@ fn scheme_of(session: &Session) -> Scheme {
     }
 }
 
+impl Gateway {
+    /// Routes against the current snapshot and turns the decision into owned data, so the
+    /// snapshot guard is released before anything is awaited.
+    fn decide(&self, head: &RequestHeader, scheme: Scheme, ctx: &mut RequestCtx) -> Outcome {
+        let table = self.tables.load();
+        let req = Request {
+            method: &head.method,
+            scheme,
+            uri: &head.uri,
+            headers: &head.headers,
+            at: None,
+        };
+        let routed = route(&table, &req);
+        ctx.route = routed.labels();
+        if let std::borrow::Cow::Owned(path) = &routed.path {
+            ctx.routed_path = Some(path.clone());
+        }
+        Outcome::of(routed.decision, routed.tenant.map(|t| &t.signals))
+    }
+
+    /// The request head's framing checks; and a body declared empty must be empty: pingora
+    /// does not read the body of a request whose `content-length` is `0`, so a DATA frame
+    /// behind it would otherwise go unnoticed (h2 refuses the stream once the data is read).
+    async fn check(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), Refusal> {
+        let head = session.req_header();
+        let headers = head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        let framing = body_framing(headers, Version::HTTP_2)?;
+        if framing == BodyFraming::Length(0) && !session.is_body_done() {
+            let deadline = tokio::time::Instant::from_std(ctx.body_deadline);
+            let mismatch = Refusal::bad("the body is longer than its content-length");
+            match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(data))) if data.is_empty() => {}
+                Ok(_) => return Err(mismatch),
+                Err(_) => {
+                    return Err(Refusal {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        why: "the request body did not arrive in time",
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_answer(&self, session: &mut Session, answer: &Answer) -> Result<()> {
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let body = answer.body().filter(|_| !head_only);
+        // A failed write is the client's doing (gone, or its stream cancelled).
+        session
+            .write_response_header(Box::new(answer.response_header()?), body.is_none())
+            .await
+            .map_err(|e| e.into_down())?;
+        if let Some(body) = body {
+            session
+                .write_response_body(Some(body), true)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        let started = Instant::now();
         RequestCtx {
-            started: Instant::now(),
+            started,
             route: None,
+            routed_path: None,
             forward: None,
+            body_deadline: started + self.deadlines.body,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(refusal) = self.check(session, ctx).await {
+            self.write_answer(session, &Answer::refusal(refusal))
+                .await?;
+            return Ok(true);
+        }
         let scheme = scheme_of(session);
-        match self.decide(session.req_header(), scheme, ctx)? {
+        match self.decide(session.req_header(), scheme, ctx) {
             Outcome::Forward(plan) => {
                 ctx.forward = Some(plan);
                 Ok(false)
             }
-            Outcome::Answer(Answer { header, body }) => {
-                let head_only = session.req_header().method == Method::HEAD;
-                let body = body.filter(|_| !head_only);
-                // A failed write is the client's doing (gone, or its stream cancelled).
-                session
-                    .write_response_header(Box::new(header), body.is_none())
-                    .await
-                    .map_err(|e| e.into_down())?;
-                if let Some(body) = body {
-                    session
-                        .write_response_body(Some(body), true)
-                        .await
-                        .map_err(|e| e.into_down())?;
-                }
+            Outcome::Answer(answer) => {
+                self.write_answer(session, &answer).await?;
                 Ok(true)
             }
         }
@@ -275,43 +193,46 @@ impl ProxyHttp for Gateway {
             .parse()
             .or_err(InvalidHTTPHeader, "upstream path")?;
         upstream_request.set_uri(uri);
+        let client = session.req_header();
         // What the client asked for, before Host is rewritten for the upstream.
-        let original_host = session
-            .req_header()
+        let original_host = client
             .uri
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                session
-                    .req_header()
-                    .headers
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        upstream_request.insert_header(HOST, &*plan.upstream.authority)?;
-        // Whatever a client claims in Forwarded and X-Forwarded-* is replaced, never appended to.
-        let claims: Vec<HeaderName> = upstream_request
-            .headers
-            .keys()
-            .filter(|name| http1::is_forwarding_claim(name.as_str()))
-            .cloned()
-            .collect();
-        for name in &claims {
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| client.headers.get(HOST).map(|h| h.as_bytes()));
+        let hop = Hop {
+            authority: &plan.upstream.authority,
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            scheme: scheme_of(session),
+            original_host,
+            websocket: false,
+        };
+        let names: Vec<_> = upstream_request.headers.keys().cloned().collect();
+        for name in &names {
             upstream_request.remove_header(name);
         }
-        match session.client_addr().and_then(|a| a.as_inet()) {
-            Some(addr) => upstream_request.insert_header(X_FORWARDED_FOR, addr.ip().to_string())?,
-            None => {
-                upstream_request.remove_header(&X_FORWARDED_FOR);
-            }
-        }
-        upstream_request.insert_header(X_FORWARDED_PROTO, plan.scheme.as_str())?;
-        match original_host {
-            Some(host) => upstream_request.insert_header(X_FORWARDED_HOST, host)?,
-            None => {
-                upstream_request.remove_header(&X_FORWARDED_HOST);
-            }
+        let headers: Vec<(&[u8], &[u8])> = client
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .collect();
+        forwarded_headers(headers.iter().copied(), &hop, upstream_request);
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if Instant::now() > ctx.body_deadline {
+            return Error::e_explain(ReadTimedout, "the request body did not arrive in time")
+                .map_err(|e| e.into_down());
         }
         Ok(())
     }
@@ -332,14 +253,14 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let head = session.req_header();
         let upstream_error = match (error, &ctx.forward) {
-            (Some(e), Some(plan)) => Some((&*plan.upstream.name, upstream_reason(e))),
+            (Some(e), Some(plan)) => Some((&*plan.upstream.name, UpstreamFailure::of(e))),
             _ => None,
         };
         self.recorder.finish(Finished {
             labels: ctx.route.as_ref(),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             method: &head.method,
-            path: head.uri.path(),
+            path: ctx.routed_path.as_deref().unwrap_or(head.uri.path()),
             headers: &head.headers,
             peer: session
                 .client_addr()
@@ -368,29 +289,27 @@ impl ProxyHttp for Gateway {
     /// Signpost's or an upstream's: it is counted (status 0, and `error` in the access log) but
     /// not logged as an error, so that a flood of cancelled streams cannot flood the log.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        is_client_gone(e)
+        UpstreamFailure::of(e) == UpstreamFailure::ClientGone
     }
 
-    /// Timeouts talking to an upstream are `504`, other upstream failures `502`.
+    /// A failed forward is answered as the front door answers it: the status and the answer
+    /// come from [`UpstreamFailure`].
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         _ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            HTTPStatus(code) => *code,
-            ConnectTimedout | ReadTimedout | WriteTimedout | ConnectNoRoute => upstream_status(e),
-            _ => match e.esource() {
-                ErrorSource::Upstream => upstream_status(e),
-                ErrorSource::Downstream if is_client_gone(e) => 0,
-                ErrorSource::Downstream => 400,
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
+        let answer = match e.etype() {
+            HTTPStatus(code) => StatusCode::from_u16(*code)
+                .ok()
+                .map(|status| Answer::reject(status, "the request could not be served")),
+            _ => Answer::upstream_failure(UpstreamFailure::of(e)),
         };
-        if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
-                tracing::debug!(error = %err, "could not send error response");
+        let code = answer.as_ref().map_or(0, |a| a.status.as_u16());
+        if let Some(answer) = answer.filter(|_| session.response_written().is_none()) {
+            if let Err(err) = self.write_answer(session, &answer).await {
+                tracing::debug!(error = %err, "could not send the failure's answer");
             }
         }
         FailToProxy {

@@ -5,13 +5,15 @@
 //! Nothing here touches the network or pingora, so `explain` and `signpost test` report exactly
 //! what the server does, and the property tests can drive it directly.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::table::host::{normalize, BadHost};
+use crate::protocol::path::normalize;
+use crate::table::host::{self, BadHost};
 use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
 use crate::table::{Action, Forward, Phase, PhasePlan, Redirect, Rule, Table, Tenant};
@@ -49,7 +51,10 @@ pub struct Request<'a> {
 
 /// The decision, with the tenant and rule that led to it.
 #[derive(Debug)]
-pub struct Routed<'t> {
+pub struct Routed<'t, 'r> {
+    /// The path as routed: dot segments resolved ([`normalize`]); the request's own when it
+    /// was already normal, or when the request was rejected before its path was read.
+    pub path: Cow<'r, str>,
     pub tenant: Option<&'t Tenant>,
     pub rule: Option<&'t Rule>,
     pub decision: Decision<'t>,
@@ -95,9 +100,10 @@ pub struct Labels {
     pub redacted_path: Option<String>,
 }
 
-impl Routed<'_> {
+impl Routed<'_, '_> {
     /// Labels for a request to a known tenant; `None` for an unknown host.
-    pub fn labels(&self, path: &str) -> Option<Labels> {
+    pub fn labels(&self) -> Option<Labels> {
+        let path = &*self.path;
         let tenant = self.tenant?;
         let (kind, rule) = self.rule.map_or_else(
             || (Arc::from("_none"), Arc::from("")),
@@ -136,8 +142,9 @@ pub struct Branch {
 }
 
 /// Routes one request.
-pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
+pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
     let reject = |status, why, tenant| Routed {
+        path: Cow::Borrowed(req.uri.path()),
         tenant,
         rule: None,
         decision: Decision::Reject { status, why },
@@ -146,6 +153,14 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         phase: None,
         brownout: false,
     };
+    // Whatever host it names, a CONNECT asks for a tunnel, which Signpost never opens.
+    if req.method == Method::CONNECT {
+        return reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Signpost does not open tunnels (CONNECT)",
+            None,
+        );
+    }
     let host = match request_host(req) {
         Ok(host) => host,
         Err(why) => return reject(StatusCode::BAD_REQUEST, why, None),
@@ -159,13 +174,17 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
     };
     let path = req.uri.path();
     if !path.starts_with('/') {
-        // `OPTIONS *` or an authority-form target (`CONNECT`'s): nothing to route.
+        // `OPTIONS *`: nothing to route.
         return reject(
             StatusCode::BAD_REQUEST,
             "the request target is not a path",
             Some(tenant),
         );
     }
+    let path = match normalize(path) {
+        Ok(path) => path,
+        Err(why) => return reject(StatusCode::BAD_REQUEST, why, Some(tenant)),
+    };
     let schedule = tenant
         .schedule
         .as_deref()
@@ -179,7 +198,7 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
                 ..
             },
         )) => Some((rule, Captures::default())),
-        _ => tenant.find_rule(path, req.method),
+        _ => tenant.find_rule(&path, req.method),
     };
     let Some((rule, captures)) = found else {
         return reject(
@@ -189,7 +208,7 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         );
     };
     let cx = Context {
-        path,
+        path: &path,
         captures: &captures,
         tenant_id: &tenant.id,
         customer_number: &tenant.customer_number,
@@ -219,6 +238,7 @@ pub fn route<'t>(table: &'t Table, req: &Request<'_>) -> Routed<'t> {
         decision = Decision::Gone { page: &window.page };
     }
     Routed {
+        path,
         tenant: Some(tenant),
         rule: Some(rule),
         decision,
@@ -291,14 +311,14 @@ fn request_host(req: &Request<'_>) -> Result<crate::table::host::NormalHost, &'s
     let mut hosts = req.headers.get_all(HOST).iter();
     let from_header = hosts
         .next()
-        .map(|h| normalize(h.as_bytes()).map_err(bad))
+        .map(|h| host::normalize(h.as_bytes()).map_err(bad))
         .transpose()?;
     if hosts.next().is_some() {
         return Err("more than one Host header");
     }
     let from_target = match req.uri.authority() {
         Some(a) if a.as_str().contains('@') => return Err("the request target carries user info"),
-        Some(a) => Some(normalize(a.as_str().as_bytes()).map_err(bad)?),
+        Some(a) => Some(host::normalize(a.as_str().as_bytes()).map_err(bad)?),
         None => None,
     };
     match (from_target, from_header) {

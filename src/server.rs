@@ -1,15 +1,16 @@
-//! Assembles the pingora server from a loaded config: the proxy's listeners, the admin
-//! listener, and the background tasks (reload watcher, SIGHUP, census, DNS, readiness).
+//! Assembles the pingora server from a loaded config: the listeners ([`listen`]), the front
+//! door on the http and https ones, the admin listener, and the background tasks (reload
+//! watcher, SIGHUP, census, DNS).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
+use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
@@ -18,14 +19,16 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config;
-use crate::front::Front;
+use crate::front::{Front, Tls};
+use crate::listen;
+use crate::protocol::hygiene::MAX_HEAD;
 use crate::proxy::Gateway;
 use crate::reload::Live;
 use crate::report::census::{Census, CensusWorker};
 use crate::report::metrics::Metrics;
 use crate::report::Recorder;
+use crate::resolver::resolve_forever;
 use crate::tls::CertResolver;
-use crate::upstream::resolve_forever;
 
 /// How long pingora waits for runtimes to wind down after the grace period.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
@@ -43,6 +46,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         "config loaded"
     );
     crate::reload::release_freed_memory();
+    let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let metrics = Arc::new(Metrics::new());
     let live = Live::new(config_path, config, metrics.clone());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone());
@@ -75,32 +79,49 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let gateway = Gateway {
         tables: live.tables.clone(),
         recorder: recorder.clone(),
+        deadlines: settings.deadlines,
     };
-    let mut pingora_proxy = HttpProxy::new(gateway, server.configuration.clone());
-    pingora_proxy.handle_init_modules();
+    let mut h2 = HttpProxy::new(gateway, server.configuration.clone());
+    h2.handle_init_modules();
+    let mut h2_options = default_h2_options();
+    h2_options.max_header_list_size(MAX_HEAD as u32);
+    h2.h2_options = Some(h2_options);
+    let mut h2_server = HttpServerOptions::default();
+    h2_server.h2_idle_timeout = Some(settings.deadlines.idle);
+    h2.server_options = Some(h2_server);
+    let tls = match (bound.https, &live.certs) {
+        (Some(listener), Some(store)) => {
+            let mut tls = TlsSettings::intermediate("", "")?;
+            tls.set_cert_resolver(Arc::new(CertResolver {
+                store: store.clone(),
+            }));
+            tls.enable_h2();
+            Some(Tls {
+                listener,
+                acceptor: tls.build(),
+            })
+        }
+        _ => None,
+    };
     let draining = Arc::new(AtomicBool::new(false));
     let front = Front::new(
-        pingora_proxy,
+        h2,
+        tls,
         &server.configuration,
         live.tables.clone(),
         recorder,
         draining.clone(),
+        settings.deadlines,
     );
+    let handover = server.add_service(handover.readying(live.clone()));
     let mut proxy = Service::new("signpost".to_owned(), front);
-    if let Some(addr) = settings.listen.http {
+    // TLS is the front door's to do, within the header deadline: both listeners are TCP.
+    for addr in [bound.http, bound.https].into_iter().flatten() {
         proxy.add_tcp(&addr.to_string());
     }
-    if let (Some(addr), Some(store)) = (settings.listen.https, &live.certs) {
-        let mut tls = TlsSettings::intermediate("", "")?;
-        tls.set_cert_resolver(Arc::new(CertResolver {
-            store: store.clone(),
-        }));
-        tls.enable_h2();
-        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
-    }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&handover);
 
-    if let Some(addr) = settings.listen.admin {
+    if let Some(addr) = bound.admin {
         let admin = Admin {
             live: live.clone(),
             census,
@@ -109,14 +130,19 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         let mut service = Service::new("admin".to_owned(), admin);
         service.add_tcp(&addr.to_string());
         service.threads = Some(1);
-        server.add_service(service);
+        server.add_service(service).add_dependency(&handover);
     }
+    let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        http = show(bound.http),
+        https = show(bound.https),
+        admin = show(bound.admin),
+        "listening"
+    );
 
-    let probe = settings.listen.http.or(settings.listen.https);
     let tasks = Background {
         live,
         census_worker: Mutex::new(Some(census_worker)),
-        probe,
         draining,
     };
     server.add_service(background_service("signpost", tasks));
@@ -130,8 +156,6 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
 struct Background {
     live: Arc<Live>,
     census_worker: Mutex<Option<CensusWorker>>,
-    /// A proxy listener to probe before reporting ready.
-    probe: Option<SocketAddr>,
     /// Tells the front door that a shutdown began.
     draining: Arc<AtomicBool>,
 }
@@ -164,21 +188,6 @@ impl BackgroundService for Background {
             drain,
             self.live.clone().watch(shutdown.clone()),
             self.live.clone().on_sighup(shutdown.clone()),
-            wait_until_listening(&self.live, self.probe),
         );
     }
-}
-
-/// Sets `ready` once the proxy accepts connections. pingora binds all listeners of a service
-/// before serving any, so one successful connect means all are bound.
-async fn wait_until_listening(live: &Live, probe: Option<SocketAddr>) {
-    let Some(mut addr) = probe else { return };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    live.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, "listening; ready");
 }

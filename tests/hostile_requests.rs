@@ -149,7 +149,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
         ("chunked not last", format!("{callback}{HOST}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
         ("space before colon", format!("{callback}{HOST}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400, true),
         ("head over 64 KiB", huge, 431, true),
-        ("300 header lines", format!("GET /Timeclock HTTP/1.1\r\n{HOST}{many}\r\n"), 400, true),
+        ("300 header lines", format!("GET /Timeclock HTTP/1.1\r\n{HOST}{many}\r\n"), 431, true),
         ("HTTP/1.0 without Host", "GET /Timeclock HTTP/1.0\r\n\r\n".into(), 400, true),
         ("HTTP/1.1 without Host", "GET /Timeclock HTTP/1.1\r\n\r\n".into(), 400, false),
         ("two Host headers", format!("GET /Timeclock HTTP/1.1\r\n{HOST}Host: evil.example\r\n\r\n"), 400, false),
@@ -203,7 +203,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
     );
     let unknown = "signpost_requests_total{action=\"reject\",code=";
     let line = |code| format!("{unknown}\"{code}\",kind=\"_none\",tenant=\"_unknown\"}} ");
-    assert_eq!(gw.metric_when(&line(431), |v| v == 1.0), 1.0);
+    assert_eq!(gw.metric_when(&line(431), |v| v == 2.0), 2.0);
     assert!(gw.metric_when(&line(400), |v| v >= 10.0) >= 10.0);
     eprintln!("{tried} malformed requests refused");
 }

@@ -63,6 +63,12 @@ pub struct FileServer {
     #[serde(default, deserialize_with = "duration")]
     pub grace_period: Option<Duration>,
     pub upgrade_sock: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub body_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub keepalive_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@ pub mod locate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::protocol::hygiene::Deadlines;
 use crate::table::Table;
 use crate::tls::CertStore;
 use error::{ConfigError, ConfigErrors, Problem};
@@ -48,6 +49,8 @@ pub struct Settings {
     /// The Unix socket an old process sends its listening sockets to on `SIGQUIT`, and a new
     /// one started with `run --upgrade` receives them from.
     pub upgrade_sock: PathBuf,
+    /// `server.header_timeout`, `body_timeout` and `keepalive_timeout`.
+    pub deadlines: Deadlines,
     pub certs_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub census: CensusSettings,
@@ -185,6 +188,14 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
                 .as_deref()
                 .unwrap_or(DEFAULT_UPGRADE_SOCK),
         ),
+        deadlines: {
+            let default = Deadlines::default();
+            Deadlines {
+                header: main.server.header_timeout.unwrap_or(default.header),
+                body: main.server.body_timeout.unwrap_or(default.body),
+                idle: main.server.keepalive_timeout.unwrap_or(default.idle),
+            }
+        },
         certs_dir: main.tls.as_ref().map(|t| base.join(&t.certs)),
         admin_token_file: main.admin.token_file.as_ref().map(|f| base.join(f)),
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
+use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
 use census::Census;
 use metrics::Metrics;
@@ -33,8 +34,8 @@ pub struct Finished<'a> {
     pub headers: &'a HeaderMap,
     pub peer: Option<IpAddr>,
     pub elapsed: Duration,
-    /// (upstream, reason) of a failed forward.
-    pub upstream_error: Option<(&'a str, &'static str)>,
+    /// (upstream, why) of a failed forward.
+    pub upstream_error: Option<(&'a str, UpstreamFailure)>,
     pub error: &'a str,
 }
 
@@ -57,7 +58,7 @@ impl Recorder {
         if let Some((upstream, reason)) = f.upstream_error {
             self.metrics
                 .upstream_errors
-                .with_label_values(&[upstream, reason])
+                .with_label_values(&[upstream, reason.label()])
                 .inc();
         }
         let path = f

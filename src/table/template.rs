@@ -210,28 +210,43 @@ impl Template {
 }
 
 /// Appends a value from the request, refusing control characters (CR, LF, NUL, …): they
-/// would split or truncate a header. Spaces and non-ASCII bytes (which some clients send raw)
-/// are percent-encoded, so a `Location` or upstream target is always a valid URI.
+/// would split or truncate a header. Every other byte that may not stand in a URI's path or
+/// query (space, `"`, `<`, `>`, `\\`, `^`, `` ` ``, `{`, `|`, `}`, `#`, `[`, `]`, a `%` that
+/// does not start an escape, non-ASCII) is percent-encoded, so a `Location`, `Link` or upstream
+/// target is always a valid URI; what the client already encoded stays as it was.
 fn push_checked(out: &mut String, value: &str) -> Result<(), ControlCharacter> {
-    if value.bytes().all(|b| b.is_ascii_graphic()) {
+    let bytes = value.as_bytes();
+    if bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| may_stand(b) && (b != b'%' || escape_at(bytes, i)))
+    {
         out.push_str(value);
         return Ok(());
     }
-    for c in value.chars() {
-        if c.is_ascii_control() {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_control() {
             return Err(ControlCharacter);
-        } else if c.is_ascii_graphic() {
-            out.push(c);
+        } else if may_stand(b) && (b != b'%' || escape_at(bytes, i)) {
+            out.push(char::from(b));
         } else {
-            let mut utf8 = [0; 4];
-            for b in c.encode_utf8(&mut utf8).bytes() {
-                out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
-            }
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
         }
     }
     Ok(())
+}
+
+/// RFC 3986 `pchar`, `/` and `?`: what a path or query may hold as it is (`%` only as the start
+/// of an escape, checked by [`escape_at`]).
+fn may_stand(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+/// `bytes[i]` is `%` followed by two hex digits.
+fn escape_at(bytes: &[u8], i: usize) -> bool {
+    bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit()
 }
 
 /// `host` or `host:port`, host being a DNS name or an IPv4 address (no userinfo, no spaces).
@@ -359,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn raw_spaces_and_non_ascii_are_percent_encoded() {
+    fn characters_that_may_not_stand_in_a_uri_are_percent_encoded() {
         assert_eq!(
             render("/a/{x}", "https://h/{x}", "/a/Lön plan", Some("q=ä")),
             "https://h/L%C3%B6n%20plan?q=%C3%A4"
@@ -368,6 +383,24 @@ mod tests {
             render("/a/{x}", "https://h/{x}", "/a/L%C3%B6n", None),
             "https://h/L%C3%B6n",
             "what the client encoded stays as it was"
+        );
+        assert_eq!(
+            render(
+                "/a/{x}",
+                "https://h/{x}",
+                "/a/\\\"<>^`{|}#[]",
+                Some("a=%&b=%4")
+            ),
+            "https://h/%5C%22%3C%3E%5E%60%7B%7C%7D%23%5B%5D?a=%25&b=%254"
+        );
+        assert_eq!(
+            render(
+                "/a/{x}",
+                "https://h/{x}",
+                "/a/-._~!$&'()*+,;=:@%2F",
+                Some("/?")
+            ),
+            "https://h/-._~!$&'()*+,;=:@%2F?/?"
         );
     }
 

@@ -1,17 +1,17 @@
-//! A lean HTTP/1.1 client exchange for the front door's bodiless forwards.
+//! The HTTP/1.1 client side of the front door's forwards: an upstream's response head read and
+//! re-framed for the client, and its body relayed.
 //!
-//! In: the client's parsed head, and a connection from [`super::pool`]. Out: the request head
-//! the upstream receives, then the upstream's response re-framed for the client — written
-//! straight from the read buffer, without header maps. The body is relayed as it arrives
-//! (`Content-Length` exactly, `chunked` verbatim while a scanner finds its end, or until the
-//! upstream closes, re-chunked), so memory stays flat whatever its size.
+//! In: a connection from [`super::pool`] on which the request has been sent. Out: the client's
+//! response head, written straight from the read buffer without header maps, then the body as
+//! it arrives (`Content-Length` exactly, `chunked` verbatim while a scanner finds its end, or
+//! until the upstream closes, re-chunked for an HTTP/1.1 client), so memory stays flat
+//! whatever its size.
 //!
 //! The rules are the ones an nginx operator expects: hop-by-hop headers (and those the
 //! `Connection` header names) do not cross; a response with conflicting `Content-Length`s, or a
 //! `Transfer-Encoding` other than `chunked`, is a 502; a connection is reused only when its
 //! response was HTTP/1.1, not `Connection: close`, and read to its exact end.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Buf;
@@ -20,102 +20,49 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::Conn;
+use crate::protocol::answer::header;
+use crate::protocol::chunked::ChunkScanner;
+use crate::protocol::failure::UpstreamFailure;
+use crate::protocol::forward::HOP_BY_HOP;
+use crate::protocol::hygiene::parse_length;
 
-/// Headers that describe one hop, not the message.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 /// Response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 128;
 /// Reads ask for at least this much room in the buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The request to send upstream, as the front door parsed it.
-pub struct Outgoing<'a> {
-    pub method: &'a str,
-    /// Path and query on the upstream.
-    pub target: &'a str,
-    /// The `Host` the upstream sees.
-    pub authority: &'a str,
-    pub client_headers: &'a [httparse::Header<'a>],
-    /// What the client asked for (absolute-form authority, else its `Host`): `X-Forwarded-Host`.
-    pub original_host: Option<&'a [u8]>,
-    pub client_ip: Option<IpAddr>,
-    /// `http` or `https`: `X-Forwarded-Proto`.
-    pub scheme: &'a str,
-}
-
-/// Why an exchange with the upstream failed; `reason` is the metric label.
+/// An exchange that failed; `before_response` when nothing of a response had arrived, so an
+/// idempotent request on a reused connection may be retried on a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failure {
-    pub status: u16,
-    pub reason: &'static str,
-    /// Nothing of a response had arrived: safe to retry an idempotent request elsewhere.
+pub struct Failed {
+    pub failure: UpstreamFailure,
     pub before_response: bool,
 }
 
-impl Failure {
-    const fn new(status: u16, reason: &'static str, before_response: bool) -> Self {
+impl Failed {
+    const INVALID: Self = Self::after(UpstreamFailure::InvalidResponse);
+
+    const fn after(failure: UpstreamFailure) -> Self {
         Self {
-            status,
-            reason,
-            before_response,
+            failure,
+            before_response: false,
         }
     }
-    const TIMEOUT: Self = Self::new(504, "timeout", false);
-    const CLOSED: Self = Self::new(502, "connection", false);
-    const INVALID: Self = Self::new(502, "invalid_response", false);
 }
 
-/// `Forwarded` and `X-Forwarded-*`: what a client claims about earlier hops. Signpost is the
-/// first hop it trusts, so these are dropped and its own `X-Forwarded-*` written instead.
-pub fn is_forwarding_claim(name: &str) -> bool {
-    name.eq_ignore_ascii_case("forwarded")
-        || name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-")
-}
-
-/// Serialises the upstream request head: the client's headers minus hop-by-hop ones and any
-/// `X-Forwarded-*` it claimed, then `Host` and `X-Forwarded-*` as Signpost sets them.
-/// `None` if the target is not a valid request-target (never happens for routed paths).
-pub fn write_request(out: &mut Vec<u8>, req: &Outgoing<'_>) -> Option<()> {
-    if req.target.is_empty() || !req.target.bytes().all(|b| b.is_ascii_graphic()) {
-        return None;
-    }
-    for part in [
-        req.method,
-        " ",
-        req.target,
-        " HTTP/1.1\r\nHost: ",
-        req.authority,
-        "\r\n",
-    ] {
-        out.extend_from_slice(part.as_bytes());
-    }
-    for h in req.client_headers {
-        let name = h.name;
-        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n));
-        if hop || name.eq_ignore_ascii_case("host") || is_forwarding_claim(name) {
-            continue;
-        }
-        header(out, name.as_bytes(), h.value);
-    }
-    if let Some(ip) = req.client_ip {
-        use std::io::Write;
-        let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
-    }
-    header(out, b"X-Forwarded-Proto", req.scheme.as_bytes());
-    if let Some(host) = req.original_host {
-        header(out, b"X-Forwarded-Host", host);
-    }
-    out.extend_from_slice(b"\r\n");
-    Some(())
+/// What the client's request asks of the response.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// A `HEAD` request: the response has no body whatever it says.
+    pub head_request: bool,
+    /// The client asked for a WebSocket: a `101` switches the connection to a tunnel.
+    pub websocket: bool,
+    /// The client speaks HTTP/1.1 and may get `chunked`; an HTTP/1.0 client gets a body that
+    /// ends when the connection does.
+    pub client_chunked: bool,
+    /// Headers to set on the response (the tenant's signals), replacing the upstream's.
+    pub extra: &'a [(&'a str, &'a [u8])],
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
@@ -126,8 +73,12 @@ pub enum Framing {
     Length(u64),
     /// Relayed verbatim; the client is told `Transfer-Encoding: chunked` too.
     Chunked,
-    /// Until the upstream closes; re-chunked for the client.
-    UntilClose,
+    /// Until the upstream closes; re-chunked for an HTTP/1.1 client.
+    UntilClose {
+        rechunk: bool,
+    },
+    /// A `101` to a WebSocket request: bytes flow both ways until either side closes.
+    Tunnel,
 }
 
 /// A final response head, already rewritten for the client.
@@ -145,21 +96,19 @@ pub struct ResponseHead {
 #[derive(Debug)]
 pub enum Parsed {
     Partial,
-    /// A 1xx interim response of this many bytes, skipped: the client asked for nothing that
-    /// needs one (no `Expect`, no `Upgrade`).
+    /// A 1xx interim response of this many bytes, skipped: Signpost answers `Expect` itself.
     Interim(usize),
     Final(ResponseHead),
 }
 
 /// Parses the upstream's response head in `buf` and, when it is final, writes the client's
 /// head into `out`: status line, the upstream's end-to-end headers, the framing header, and
-/// `extra` (the tenant's signal headers), which replace the upstream's of the same names.
+/// `expect.extra`, which replace the upstream's of the same names.
 pub fn parse_response(
     buf: &[u8],
-    head_request: bool,
-    extra: &[(&str, &[u8])],
+    expect: &Expect<'_>,
     out: &mut Vec<u8>,
-) -> Result<Parsed, Failure> {
+) -> Result<Parsed, Failed> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
@@ -167,12 +116,13 @@ pub fn parse_response(
         Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {
             return Ok(Parsed::Partial)
         }
-        _ => return Err(Failure::INVALID),
+        _ => return Err(Failed::INVALID),
     };
-    let status = resp.code.ok_or(Failure::INVALID)?;
-    if (100..200).contains(&status) {
+    let status = resp.code.ok_or(Failed::INVALID)?;
+    let tunnel = status == 101 && expect.websocket;
+    if (100..200).contains(&status) && !tunnel {
         return match status {
-            101 => Err(Failure::INVALID),
+            101 => Err(Failed::INVALID),
             _ => Ok(Parsed::Interim(len)),
         };
     }
@@ -193,26 +143,34 @@ pub fn parse_response(
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") || chunked {
-                return Err(Failure::INVALID);
+                return Err(Failed::INVALID);
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(h.value).ok_or(Failure::INVALID)?;
+            let n = parse_length(h.value).ok_or(Failed::INVALID)?;
             if length.is_some_and(|l| l != n) {
-                return Err(Failure::INVALID);
+                return Err(Failed::INVALID);
             }
             length = Some(n);
         }
     }
-    let framing = if head_request || status == 204 || status == 304 {
+    let framing = if tunnel {
+        keep_alive = false;
+        Framing::Tunnel
+    } else if expect.head_request || status == 204 || status == 304 {
         Framing::Empty
+    } else if chunked && !expect.client_chunked {
+        // An answer to an HTTP/1.0 request may not be chunked.
+        return Err(Failed::INVALID);
     } else if chunked {
         Framing::Chunked
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
         keep_alive = false;
-        Framing::UntilClose
+        Framing::UntilClose {
+            rechunk: expect.client_chunked,
+        }
     };
 
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -227,15 +185,22 @@ pub fn parse_response(
             || listed
                 .iter()
                 .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
-            || extra.iter().any(|(e, _)| name.eq_ignore_ascii_case(e));
+            || expect
+                .extra
+                .iter()
+                .any(|(e, _)| name.eq_ignore_ascii_case(e));
         if !dropped {
             header(out, name.as_bytes(), h.value);
         }
     }
-    if matches!(framing, Framing::Chunked | Framing::UntilClose) {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match framing {
+        Framing::Chunked | Framing::UntilClose { rechunk: true } => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        Framing::Tunnel => out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n"),
+        _ => {}
     }
-    for (name, value) in extra {
+    for (name, value) in expect.extra {
         header(out, name.as_bytes(), value);
     }
     out.extend_from_slice(b"\r\n");
@@ -247,22 +212,29 @@ pub fn parse_response(
     }))
 }
 
-/// Sends the request and reads up to the final response head, which stays in `conn.buf`.
-pub async fn exchange(
-    conn: &mut Conn,
-    request: &[u8],
-    read_timeout: Duration,
-    head_request: bool,
-    extra: &[(&str, &[u8])],
-    out: &mut Vec<u8>,
-) -> Result<ResponseHead, Failure> {
-    let sent = conn.stream.write_all(request).await.is_ok() && conn.stream.flush().await.is_ok();
-    if !sent {
-        return Err(Failure::new(502, "connection", true));
+/// Writes `bytes` to the upstream within `timeout`.
+pub async fn send(conn: &mut Conn, bytes: &[u8], timeout: Duration) -> Result<(), UpstreamFailure> {
+    let write = async {
+        conn.stream.write_all(bytes).await?;
+        conn.stream.flush().await
+    };
+    match fast_timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(UpstreamFailure::Closed),
+        Err(_) => Err(UpstreamFailure::Timeout),
     }
+}
+
+/// Reads up to the final response head, which stays in `conn.buf`.
+pub async fn read_response(
+    conn: &mut Conn,
+    read_timeout: Duration,
+    expect: &Expect<'_>,
+    out: &mut Vec<u8>,
+) -> Result<ResponseHead, Failed> {
     let mut seen = 0;
     loop {
-        match parse_response(&conn.buf, head_request, extra, out)? {
+        match parse_response(&conn.buf, expect, out)? {
             Parsed::Final(head) => return Ok(head),
             Parsed::Interim(n) => {
                 conn.buf.advance(n);
@@ -273,12 +245,14 @@ pub async fn exchange(
         }
         let nothing_yet = seen == 0 && conn.buf.is_empty();
         match fill(conn, read_timeout).await {
-            Ok(0) | Err(Failure::CLOSED) if nothing_yet => {
-                return Err(Failure::new(502, "connection", true))
+            Ok(0) | Err(UpstreamFailure::Closed) => {
+                return Err(Failed {
+                    failure: UpstreamFailure::Closed,
+                    before_response: nothing_yet,
+                })
             }
-            Ok(0) => return Err(Failure::CLOSED),
             Ok(_) => {}
-            Err(f) => return Err(f),
+            Err(f) => return Err(Failed::after(f)),
         }
     }
 }
@@ -287,7 +261,7 @@ pub async fn exchange(
 #[derive(Debug, PartialEq, Eq)]
 pub enum RelayError {
     /// The upstream failed mid-body; the client's response is cut short.
-    Upstream(Failure),
+    Upstream(UpstreamFailure),
     /// The client went away.
     Client,
 }
@@ -309,7 +283,7 @@ pub async fn relay_body(
     };
     loop {
         let done = match framing {
-            Framing::Empty => true,
+            Framing::Empty | Framing::Tunnel => true,
             Framing::Length(_) => {
                 let n = (conn.buf.len() as u64).min(left) as usize;
                 out.extend_from_slice(&conn.buf[..n]);
@@ -328,14 +302,18 @@ pub async fn relay_body(
                     conn.buf.clear();
                     false
                 }
-                Err(()) => return Err(RelayError::Upstream(Failure::INVALID)),
+                Err(_) => return Err(RelayError::Upstream(UpstreamFailure::InvalidResponse)),
             },
-            Framing::UntilClose => {
+            Framing::UntilClose { rechunk } => {
                 if !conn.buf.is_empty() {
-                    use std::io::Write;
-                    let _ = write!(out, "{:x}\r\n", conn.buf.len());
+                    if rechunk {
+                        use std::io::Write;
+                        let _ = write!(out, "{:x}\r\n", conn.buf.len());
+                    }
                     out.extend_from_slice(&conn.buf);
-                    out.extend_from_slice(b"\r\n");
+                    if rechunk {
+                        out.extend_from_slice(b"\r\n");
+                    }
                     conn.buf.clear();
                 }
                 false
@@ -353,16 +331,18 @@ pub async fn relay_body(
             return Ok(conn.buf.is_empty());
         }
         match fill(conn, read_timeout).await {
-            Ok(0) if framing == Framing::UntilClose => {
-                let ended =
-                    client.write_all(b"0\r\n\r\n").await.is_ok() && client.flush().await.is_ok();
+            Ok(0) => {
+                let Framing::UntilClose { rechunk } = framing else {
+                    return Err(RelayError::Upstream(UpstreamFailure::Closed));
+                };
+                let end: &[u8] = if rechunk { b"0\r\n\r\n" } else { b"" };
+                let ended = client.write_all(end).await.is_ok() && client.flush().await.is_ok();
                 return if ended {
                     Ok(false)
                 } else {
                     Err(RelayError::Client)
                 };
             }
-            Ok(0) => return Err(RelayError::Upstream(Failure::CLOSED)),
             Ok(_) => {}
             Err(f) => return Err(RelayError::Upstream(f)),
         }
@@ -370,111 +350,15 @@ pub async fn relay_body(
 }
 
 /// One read from the upstream into `conn.buf`, within `read_timeout`; `Ok(0)` at its end.
-async fn fill(conn: &mut Conn, read_timeout: Duration) -> Result<usize, Failure> {
+async fn fill(conn: &mut Conn, read_timeout: Duration) -> Result<usize, UpstreamFailure> {
     if conn.buf.capacity() - conn.buf.len() < READ_CHUNK / 4 {
         conn.buf.reserve(READ_CHUNK);
     }
     match fast_timeout(read_timeout, conn.stream.read_buf(&mut conn.buf)).await {
         Ok(Ok(n)) => Ok(n),
-        Ok(Err(_)) => Err(Failure::CLOSED),
-        Err(_) => Err(Failure::TIMEOUT),
+        Ok(Err(_)) => Err(UpstreamFailure::Closed),
+        Err(_) => Err(UpstreamFailure::Timeout),
     }
-}
-
-/// Finds where a chunked body ends without copying it (RFC 9112 §7.1): chunk sizes in hex,
-/// extensions skipped, data counted, then the trailer section up to an empty line.
-#[derive(Debug, Default)]
-struct ChunkScanner {
-    state: Chunk,
-    size: u64,
-    /// Bytes on the current trailer line, to tell the empty line that ends the body.
-    line: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    #[default]
-    Size,
-    /// Past the size: an extension or whitespace, up to LF.
-    SizeRest,
-    Data,
-    DataCr,
-    DataLf,
-    Trailer,
-    Done,
-}
-
-impl ChunkScanner {
-    /// `Ok(Some(n))` when the body ends after `n` bytes of `bytes`; `Ok(None)` when all of them
-    /// belong to it and more must come; `Err` on a malformed body.
-    fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            match self.state {
-                Chunk::Size => match (b as char).to_digit(16) {
-                    Some(d) => {
-                        self.size = self
-                            .size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(u64::from(d)))
-                            .ok_or(())?;
-                        self.line += 1;
-                    }
-                    None if self.line == 0 => return Err(()),
-                    None => {
-                        self.state = Chunk::SizeRest;
-                        continue;
-                    }
-                },
-                Chunk::SizeRest => match b {
-                    b'\n' => {
-                        self.line = 0;
-                        self.state = if self.size == 0 {
-                            Chunk::Trailer
-                        } else {
-                            Chunk::Data
-                        };
-                    }
-                    b'\r' | b';' | b' ' | b'\t' | b'=' | b'"' => {}
-                    _ if b.is_ascii_graphic() => {}
-                    _ => return Err(()),
-                },
-                Chunk::Data => {
-                    let n = (self.size).min((bytes.len() - i) as u64) as usize;
-                    self.size -= n as u64;
-                    i += n;
-                    if self.size == 0 {
-                        self.state = Chunk::DataCr;
-                    }
-                    continue;
-                }
-                Chunk::DataCr if b == b'\r' => self.state = Chunk::DataLf,
-                Chunk::DataCr | Chunk::DataLf if b == b'\n' => self.state = Chunk::Size,
-                Chunk::DataCr | Chunk::DataLf => return Err(()),
-                Chunk::Trailer => match b {
-                    b'\n' if self.line == 0 => {
-                        self.state = Chunk::Done;
-                        return Ok(Some(i + 1));
-                    }
-                    b'\n' => self.line = 0,
-                    b'\r' if self.line == 0 => {}
-                    _ => self.line += 1,
-                },
-                Chunk::Done => return Ok(Some(i)),
-            }
-            i += 1;
-        }
-        Ok(None)
-    }
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    let v = value.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// A status code's three digits (httparse guarantees `100..=999`).
@@ -486,23 +370,35 @@ fn itoa3(status: u16) -> [u8; 3] {
     ]
 }
 
-fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(raw: &str, head_request: bool) -> Result<(ResponseHead, String), Failure> {
+    const PLAIN: Expect<'static> = Expect {
+        head_request: false,
+        websocket: false,
+        client_chunked: true,
+        extra: &[],
+    };
+
+    fn parse_with(raw: &str, expect: &Expect<'_>) -> Result<(ResponseHead, String), Failed> {
         let mut out = Vec::new();
-        match parse_response(raw.as_bytes(), head_request, &[("Sunset", b"x")], &mut out)? {
+        match parse_response(raw.as_bytes(), expect, &mut out)? {
             Parsed::Final(h) => Ok((h, String::from_utf8(out).unwrap())),
             other => panic!("{raw:?}: {other:?}"),
         }
+    }
+
+    fn parse(raw: &str, head_request: bool) -> Result<(ResponseHead, String), Failed> {
+        let extra: &[(&str, &[u8])] = &[("Sunset", b"x")];
+        parse_with(
+            raw,
+            &Expect {
+                head_request,
+                extra,
+                ..PLAIN
+            },
+        )
     }
 
     #[test]
@@ -534,7 +430,10 @@ mod tests {
         );
 
         let (h, out) = parse("HTTP/1.0 200 OK\r\nServer: old\r\n\r\n", false).unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (Framing::UntilClose { rechunk: true }, false)
+        );
         assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
 
         let (h, _) = parse(
@@ -553,6 +452,41 @@ mod tests {
     }
 
     #[test]
+    fn an_http10_client_gets_a_body_that_ends_with_the_connection() {
+        let old = Expect {
+            client_chunked: false,
+            ..PLAIN
+        };
+        let (h, out) = parse_with("HTTP/1.0 200 OK\r\nServer: old\r\n\r\n", &old).unwrap();
+        assert_eq!(h.framing, Framing::UntilClose { rechunk: false });
+        assert!(!out.contains("chunked"), "{out}");
+        assert_eq!(
+            parse_with(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &old
+            )
+            .unwrap_err(),
+            Failed::INVALID
+        );
+    }
+
+    #[test]
+    fn a_websocket_upgrade_becomes_a_tunnel_only_when_asked_for() {
+        let raw = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let ws = Expect {
+            websocket: true,
+            ..PLAIN
+        };
+        let (h, out) = parse_with(raw, &ws).unwrap();
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (101, Framing::Tunnel, false)
+        );
+        assert_eq!(out, "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(parse_with(raw, &PLAIN).unwrap_err(), Failed::INVALID);
+    }
+
+    #[test]
     fn ambiguous_or_unknown_framing_is_refused() {
         for raw in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
@@ -566,8 +500,8 @@ mod tests {
         ] {
             let mut out = Vec::new();
             assert_eq!(
-                parse_response(raw.as_bytes(), false, &[], &mut out).unwrap_err(),
-                Failure::INVALID,
+                parse_response(raw.as_bytes(), &PLAIN, &mut out).unwrap_err(),
+                Failed::INVALID,
                 "{raw:?}"
             );
         }
@@ -575,96 +509,13 @@ mod tests {
         let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
         let both = format!("{hints}HTTP/1.1 200");
         assert!(
-            matches!(parse_response(both.as_bytes(), false, &[], &mut out), Ok(Parsed::Interim(n)) if n == hints.len())
+            matches!(parse_response(both.as_bytes(), &PLAIN, &mut out), Ok(Parsed::Interim(n)) if n == hints.len())
         );
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
-        assert!(parse_response(huge.as_bytes(), false, &[], &mut out).is_err());
+        assert!(parse_response(huge.as_bytes(), &PLAIN, &mut out).is_err());
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nX: a", false, &[], &mut out),
+            parse_response(b"HTTP/1.1 200 OK\r\nX: a", &PLAIN, &mut out),
             Ok(Parsed::Partial)
         ));
-    }
-
-    #[test]
-    fn requests_carry_signposts_forwarding_headers_only() {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut headers);
-        req.parse(b"GET /old HTTP/1.1\r\nHost: acme.flexhosting.se\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.com\r\nConnection: keep-alive\r\nAuthorization: Bearer t\r\nAccept: */*\r\n\r\n")
-            .unwrap();
-        let mut out = Vec::new();
-        write_request(
-            &mut out,
-            &Outgoing {
-                method: "GET",
-                target: "/v1/x?a=1",
-                authority: "api.flexhrm.com",
-                client_headers: req.headers,
-                original_host: Some(b"acme.flexhosting.se"),
-                client_ip: Some("192.0.2.7".parse().unwrap()),
-                scheme: "https",
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "GET /v1/x?a=1 HTTP/1.1\r\nHost: api.flexhrm.com\r\nAuthorization: Bearer t\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: acme.flexhosting.se\r\n\r\n"
-        );
-        let mut out = Vec::new();
-        for bad in ["", "/a b", "/a\r\nX: y"] {
-            let req = Outgoing {
-                method: "GET",
-                target: bad,
-                authority: "a",
-                client_headers: &[],
-                original_host: None,
-                client_ip: None,
-                scheme: "http",
-            };
-            assert!(write_request(&mut out, &req).is_none(), "{bad:?}");
-        }
-    }
-
-    /// Feeds `body` to a scanner in pieces of every size, so every state meets a boundary.
-    fn scan_in_pieces(body: &[u8]) -> Result<Option<usize>, ()> {
-        let mut result = Ok(None);
-        for piece in 1..=body.len() {
-            let mut s = ChunkScanner::default();
-            let mut at = 0;
-            result = Ok(None);
-            for part in body.chunks(piece) {
-                match s.scan(part)? {
-                    Some(n) => {
-                        result = Ok(Some(at + n));
-                        break;
-                    }
-                    None => at += part.len(),
-                }
-            }
-        }
-        result
-    }
-
-    #[test]
-    fn chunked_bodies_end_where_the_last_chunk_and_trailers_end() {
-        let body = b"5\r\nhello\r\nA;ext=\"v\"\r\n0123456789\r\n0\r\n\r\nNEXT";
-        assert_eq!(scan_in_pieces(body), Ok(Some(body.len() - 4)));
-        let trailers = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n";
-        assert_eq!(scan_in_pieces(trailers), Ok(Some(trailers.len())));
-        let bare_lf = b"3\nabc\n0\n\n";
-        assert_eq!(scan_in_pieces(bare_lf), Ok(Some(bare_lf.len())));
-        assert_eq!(scan_in_pieces(b"5\r\nhel"), Ok(None));
-        for bad in [
-            &b"x\r\n"[..],
-            b"5\r\nhelloX\r\n",
-            b"\r\n",
-            b"fffffffffffffffff\r\n",
-        ] {
-            assert_eq!(
-                scan_in_pieces(bad),
-                Err(()),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! pingora's `HttpPeer::new` resolves a host name with a blocking lookup on the calling thread,
 //! and panics when it fails. So the request path only ever hands it a `SocketAddr`: either the
-//! configured `address`, or the last result of [`resolve_forever`], which re-resolves names in
+//! configured `address`, or the last result of [`crate::resolver`], which re-resolves names in
 //! the background. The resolved address is shared between snapshots so a reload does not
 //! start from an empty cache.
 
@@ -11,12 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, WrappedX509};
-
-use crate::table::Table;
 
 pub mod http1;
 pub mod pool;
@@ -142,43 +140,8 @@ impl Upstream {
     }
 
     /// `host:port` as the resolver looks it up.
-    fn lookup_name(&self) -> String {
+    pub fn lookup_name(&self) -> String {
         format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// Re-resolves every upstream without a fixed `address`, every 30 s, forever; while some name
-/// has never resolved, it retries sooner, backing off from 1 s. Runs on a background runtime,
-/// never on the request path.
-pub async fn resolve_forever(tables: Arc<ArcSwap<Table>>) {
-    const REFRESH: Duration = Duration::from_secs(30);
-    let mut retry = Duration::from_secs(1);
-    loop {
-        let table = tables.load_full();
-        let mut missing = false;
-        for upstream in table.upstreams().iter().filter(|u| u.address.is_none()) {
-            let found = tokio::net::lookup_host(upstream.lookup_name())
-                .await
-                .map(|mut a| a.next());
-            match found {
-                Ok(Some(addr)) => upstream.resolved.store(Some(Arc::new(addr))),
-                Ok(None) | Err(_) if upstream.resolved.load().is_some() => {
-                    tracing::warn!(upstream = %upstream.name, host = %upstream.host, "cannot resolve upstream; keeping its last address");
-                }
-                Ok(None) | Err(_) => {
-                    missing = true;
-                    tracing::warn!(upstream = %upstream.name, host = %upstream.host, retry_in = ?retry, "cannot resolve upstream; forwards to it fail with 502");
-                }
-            }
-        }
-        drop(table);
-        let pause = if missing { retry } else { REFRESH };
-        retry = if missing {
-            (retry * 2).min(REFRESH)
-        } else {
-            Duration::from_secs(1)
-        };
-        tokio::time::sleep(pause).await;
     }
 }
 

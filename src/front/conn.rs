@@ -1,0 +1,331 @@
+//! One HTTP/1 connection on the front door: its requests in order, each read within the
+//! header deadline, decided by [`head::read`], then answered or forwarded.
+//!
+//! Every request on the connection, the first or the hundredth, passes the same reader, so
+//! the same limits hold for all of them: a head larger than 64 KiB is refused with `431`, one
+//! that does not parse or frames its body doubtfully with `400`, both with the connection
+//! closed; a head must arrive whole within the header deadline (for the first request of a
+//! connection, counted from its start, TLS handshake included: a connection that sends nothing
+//! is cut there, not held for the idle time); a body within the body deadline.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, Method};
+use pingora::protocols::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::body::{self, DISCARD_LIMIT};
+use super::head::{self, Action, Context, Parsed, Request};
+use super::Front;
+use crate::protocol::answer::Answer;
+use crate::protocol::failure::UpstreamFailure;
+use crate::protocol::hygiene::{BodyFraming, Refusal, MAX_HEAD};
+use crate::report::Finished;
+use crate::route::Scheme;
+
+pub struct Connection<'f> {
+    pub(super) front: &'f Front,
+    pub(super) stream: Stream,
+    /// Bytes read and not yet consumed: the head being read, a body's start, pipelined requests.
+    pub(super) buf: BytesMut,
+    scheme: Scheme,
+    peer: Option<IpAddr>,
+}
+
+/// How one request ended.
+pub struct Done {
+    /// `0` when nothing was answered.
+    pub status: u16,
+    pub keep_alive: bool,
+    /// For the access log: what went wrong, if anything.
+    pub error: &'static str,
+    pub failure: Option<UpstreamFailure>,
+}
+
+/// How much of a request's body is still on the connection when it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLeft {
+    /// All of it, as framed: it is dropped to keep the connection, if small enough.
+    Untouched(BodyFraming),
+    /// None: it was relayed, or there was none.
+    Consumed,
+    /// Part of it: the connection cannot carry another request.
+    Partial,
+}
+
+impl<'f> Connection<'f> {
+    pub fn new(front: &'f Front, stream: Stream) -> Self {
+        let scheme = if stream.get_ssl_digest().is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        Self {
+            front,
+            stream,
+            buf: BytesMut::new(),
+            scheme,
+            peer,
+        }
+    }
+
+    /// Serves requests until the connection ends; the first head must be complete by
+    /// `first_deadline`.
+    pub async fn serve(mut self, first_deadline: Instant) {
+        let mut first = Some(first_deadline);
+        while self.request(first.take()).await {}
+    }
+
+    /// Serves one request; whether the connection carries another.
+    async fn request(&mut self, first_deadline: Option<Instant>) -> bool {
+        let (req, action, started) = match self.read_head(first_deadline).await {
+            Ok(read) => read,
+            Err(None) => return false,
+            Err(Some((refusal, started))) => {
+                self.refuse(refusal, started).await;
+                return false;
+            }
+        };
+        self.buf.advance(req.head_len);
+        let body_deadline = Instant::now() + self.front.deadlines.body;
+        // Shutting down: this request is served, and the client told to send the next one on
+        // a new connection (to the new process, in an upgrade). A connection is only ever
+        // closed after a response that said so: closing one that the client believes kept
+        // alive races with the client sending its next request on it, which would be lost.
+        let closing = req.close || self.front.draining.load(Ordering::Relaxed);
+        let (done, upstream) = match action {
+            Action::Answer(answer) => {
+                let left = BodyLeft::Untouched(req.body);
+                (
+                    self.answer(&req, answer, closing, left, body_deadline)
+                        .await,
+                    None,
+                )
+            }
+            Action::Forward { plan, head } => {
+                let done = self
+                    .forward(&req, &plan, &head, closing, body_deadline)
+                    .await;
+                (done, Some(plan.upstream))
+            }
+            Action::Fail(upstream, failure) => {
+                let done = self.fail(
+                    &req,
+                    failure,
+                    closing,
+                    BodyLeft::Untouched(req.body),
+                    body_deadline,
+                );
+                (done.await, Some(upstream))
+            }
+        };
+        self.front.recorder.finish(Finished {
+            labels: req.labels.as_ref(),
+            status: done.status,
+            method: &req.method,
+            path: req.path(),
+            headers: &req.headers,
+            peer: self.peer,
+            elapsed: started.elapsed(),
+            upstream_error: done
+                .failure
+                .zip(upstream.as_deref())
+                .map(|(f, u)| (&*u.name, f)),
+            error: done.error,
+        });
+        done.keep_alive
+    }
+
+    /// Reads until a whole head is in the buffer and decides it. `Err(None)` when the
+    /// connection ends quietly: closed by the client, idle too long, or a head that did not
+    /// arrive in time (nothing to answer: the client is not reading).
+    async fn read_head(
+        &mut self,
+        first_deadline: Option<Instant>,
+    ) -> Result<(Box<Request>, Action, std::time::Instant), Option<(Refusal, std::time::Instant)>>
+    {
+        let deadlines = self.front.deadlines;
+        let mut started = std::time::Instant::now();
+        // Between requests a connection may idle; once a request's first byte is here (or on
+        // a new connection, from its start) the whole head must follow in time.
+        let mut idle = first_deadline.is_none() && self.buf.is_empty();
+        let mut deadline = match first_deadline {
+            Some(deadline) => deadline,
+            None if idle => Instant::now() + deadlines.idle,
+            None => Instant::now() + deadlines.header,
+        };
+        let mut scanned = 0;
+        loop {
+            // A head can only have ended where a line did.
+            if self.buf[scanned..].contains(&b'\n') {
+                let table = self.front.tables.load();
+                let cx = Context {
+                    table: &table,
+                    api_key_headers: self.front.recorder.census.api_key_headers(),
+                    scheme: self.scheme,
+                    peer: self.peer,
+                };
+                match head::read(&self.buf, &cx) {
+                    Parsed::Ready(req, action) => return Ok((req, action, started)),
+                    Parsed::Refused(refusal) => return Err(Some((refusal, started))),
+                    Parsed::Partial => {}
+                }
+            }
+            scanned = self.buf.len();
+            if self.buf.len() >= MAX_HEAD {
+                return Err(Some((Refusal::HEAD_TOO_LARGE, started)));
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(None),
+                Ok(Ok(_)) => {}
+            }
+            if idle {
+                idle = false;
+                started = std::time::Instant::now();
+                deadline = Instant::now() + deadlines.header;
+            }
+        }
+    }
+
+    /// Writes an answer Signpost decided itself, then drops the request's body if it is still
+    /// coming and small enough to keep the connection for the next request.
+    pub(super) async fn answer(
+        &mut self,
+        req: &Request,
+        mut answer: Answer,
+        closing: bool,
+        left: BodyLeft,
+        body_deadline: Instant,
+    ) -> Done {
+        let pending = match left {
+            BodyLeft::Untouched(framing) if body::buffered_len(&self.buf, framing).is_none() => {
+                Some(framing)
+            }
+            _ => None,
+        };
+        // A client that sent `Expect: 100-continue` waits for a go-ahead that an answer does
+        // not give: it may or may not send its body now, so the connection cannot be reused.
+        answer.close |= closing
+            || left == BodyLeft::Partial
+            || pending.is_some_and(|framing| {
+                req.expect_continue
+                    || matches!(framing, BodyFraming::Length(n) if n > DISCARD_LIMIT)
+            });
+        let mut out = Vec::with_capacity(256);
+        answer.write_h1(&mut out, req.method == Method::HEAD);
+        let written = self.write(&out).await;
+        let status = answer.status.as_u16();
+        if !written {
+            return Done {
+                status,
+                keep_alive: false,
+                error: "WriteError",
+                failure: None,
+            };
+        }
+        let keep_alive = !answer.close
+            && match left {
+                BodyLeft::Untouched(framing) => body::relay(
+                    &mut self.stream,
+                    &mut self.buf,
+                    framing,
+                    body::Sink::Drop,
+                    body_deadline,
+                )
+                .await
+                .is_ok(),
+                BodyLeft::Consumed => true,
+                BodyLeft::Partial => false,
+            };
+        if !keep_alive && pending.is_some() {
+            linger(&mut self.stream).await;
+        }
+        Done {
+            status,
+            keep_alive,
+            error: "",
+            failure: None,
+        }
+    }
+
+    /// Answers a forward that failed before any of the upstream's response was sent.
+    pub(super) async fn fail(
+        &mut self,
+        req: &Request,
+        failure: UpstreamFailure,
+        closing: bool,
+        left: BodyLeft,
+        body_deadline: Instant,
+    ) -> Done {
+        let Some(answer) = Answer::upstream_failure(failure) else {
+            return Done {
+                status: 0,
+                keep_alive: false,
+                error: failure.label(),
+                failure: Some(failure),
+            };
+        };
+        let done = self.answer(req, answer, closing, left, body_deadline).await;
+        Done {
+            error: failure.label(),
+            failure: Some(failure),
+            ..done
+        }
+    }
+
+    /// Answers a request that is not acted on and closes the connection.
+    async fn refuse(&mut self, refusal: Refusal, started: std::time::Instant) {
+        let mut out = Vec::with_capacity(256);
+        Answer::refusal(refusal).write_h1(&mut out, false);
+        if self.write(&out).await {
+            linger(&mut self.stream).await;
+        }
+        self.front.recorder.finish(Finished {
+            labels: None,
+            status: refusal.status.as_u16(),
+            method: &Method::GET,
+            path: "",
+            headers: &HeaderMap::new(),
+            peer: self.peer,
+            elapsed: started.elapsed(),
+            upstream_error: None,
+            error: refusal.why,
+        });
+    }
+
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
+    }
+}
+
+/// Closes our side and reads what the client still sends for a moment before the socket is
+/// dropped: closing with unread bytes makes the kernel send a reset, which can destroy the
+/// last response before the client reads it (nginx's `lingering_close`).
+pub async fn linger(stream: &mut Stream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const MAX_DISCARD: usize = 256 * 1024;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let discard = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < MAX_DISCARD {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
+}

@@ -1,0 +1,155 @@
+//! The front door: where every connection starts, on the http and the https listener.
+//!
+//! A connection on the https listener gets its TLS handshake here, within the header deadline
+//! (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to pingora's
+//! HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything else —
+//! every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket upgrades
+//! included — is served here, by [`conn`], to the end of the connection.
+//!
+//! Why Signpost has its own HTTP/1 server at all: most legacy traffic is a bodiless GET that
+//! gets a redirect, and for that pingora's full proxy pipeline (session objects, phases,
+//! header maps with case tracking, a pool that spawns a task per idle connection) cost more
+//! than the routing itself. Why only one: two HTTP/1 servers disagreed on what they accept,
+//! and a rule enforced by one was skipped by the other. Both doors share every rule through
+//! [`crate::protocol`].
+
+mod body;
+mod conn;
+mod forward;
+mod head;
+mod primed;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::ServerApp;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::HttpProxy;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use tokio::time::Instant;
+
+use crate::protocol::hygiene::Deadlines;
+use crate::proxy::Gateway;
+use crate::report::Recorder;
+use crate::table::Tables;
+use crate::upstream::pool::Conn;
+use crate::upstream::Upstream;
+use conn::Connection;
+
+pub struct Front {
+    /// pingora's HTTP/2 server with Signpost's proxy logic.
+    h2: Arc<HttpProxy<Gateway>>,
+    tls: Option<Tls>,
+    /// Makes new upstream connections (TCP, TLS) for forwards; idle ones wait in
+    /// [`crate::upstream::pool`].
+    connector: TransportConnector,
+    tables: Tables,
+    recorder: Arc<Recorder>,
+    /// Set when pingora's shutdown begins (by [`crate::server`]'s background task). Read per
+    /// request: a plain load, where the shutdown watch's `borrow` takes a read lock that every
+    /// worker thread shares.
+    draining: Arc<AtomicBool>,
+    deadlines: Deadlines,
+}
+
+/// The https listener and its TLS acceptor (certificates chosen by SNI, ALPN `h2`, `http/1.1`).
+pub struct Tls {
+    pub listener: SocketAddr,
+    pub acceptor: Acceptor,
+}
+
+impl Front {
+    pub fn new(
+        h2: HttpProxy<Gateway>,
+        tls: Option<Tls>,
+        conf: &ServerConf,
+        tables: Tables,
+        recorder: Arc<Recorder>,
+        draining: Arc<AtomicBool>,
+        deadlines: Deadlines,
+    ) -> Self {
+        Self {
+            h2: Arc::new(h2),
+            tls,
+            connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            tables,
+            recorder,
+            draining,
+            deadlines,
+        }
+    }
+
+    /// The TLS acceptor when `stream` came in on the https listener.
+    fn tls_for(&self, stream: &Stream) -> Option<&Acceptor> {
+        let tls = self.tls.as_ref()?;
+        let local = stream
+            .get_socket_digest()?
+            .local_addr()?
+            .as_inet()
+            .copied()?;
+        let on_listener = local.port() == tls.listener.port()
+            && (tls.listener.ip().is_unspecified() || local.ip() == tls.listener.ip());
+        on_listener.then_some(&tls.acceptor)
+    }
+
+    /// The TLS handshake, by `deadline`.
+    async fn handshake(acceptor: &Acceptor, stream: Stream, deadline: Instant) -> Option<Stream> {
+        let l4 = stream.into_any().downcast::<L4Stream>().ok()?;
+        match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not done within the header deadline");
+                None
+            }
+        }
+    }
+
+    /// A new connection (TCP, and TLS for `https` upstreams) with the upstream's timeouts and
+    /// trust roots.
+    async fn connect(&self, addr: SocketAddr, upstream: &Upstream) -> pingora::Result<Conn> {
+        let stream = self.connector.new_stream(&upstream.peer_at(addr)).await?;
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+        })
+    }
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // Everything up to the first request head, TLS included, by one deadline.
+        let deadline = Instant::now() + self.deadlines.header;
+        let stream = match self.tls_for(&stream) {
+            Some(acceptor) => Self::handshake(acceptor, stream, deadline).await?,
+            None => stream,
+        };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let stream = primed::read_h2_preface(stream, deadline).await?;
+            return self.h2.process_new(stream, shutdown).await;
+        }
+        // During a shutdown each connection still gets its next request answered (with
+        // `Connection: close`): one accepted just as the signal came may already carry one.
+        Connection::new(self, stream).serve(deadline).await;
+        None
+    }
+
+    /// Deliberately not the HTTP/2 proxy's `cleanup`: that makes pingora close, at once, every
+    /// kept-alive connection, under clients that may be sending a request.
+    async fn cleanup(&self) {}
+}

@@ -1,0 +1,241 @@
+//! What crosses to an upstream with a forwarded request, and what Signpost adds to its
+//! response: one function for each, called by both front doors.
+//!
+//! The request keeps the client's end-to-end headers (`Authorization` included) and loses
+//! what describes only the hop to Signpost: hop-by-hop headers and those the `Connection`
+//! header names, `Expect` (Signpost answers it itself), names with `_` (nginx's
+//! `underscores_in_headers off`: `Transfer_Encoding` is `Transfer-Encoding` to some CGI-style
+//! origins), and `Forwarded`/`X-Forwarded-*`, which only Signpost may vouch for. Then `Host` is
+//! the upstream's and `X-Forwarded-For`/`-Proto`/`-Host` are set from the connection.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::route::Scheme;
+use crate::table::Signals;
+use crate::upstream::Upstream;
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), in either direction.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Where a routed request is forwarded, decided once per request.
+#[derive(Debug)]
+pub struct ForwardPlan {
+    pub upstream: Arc<Upstream>,
+    /// Upstream request target: path and query.
+    pub target: String,
+    /// Deprecation headers for the response, when the tenant has any.
+    pub signals: Option<SignalHeaders>,
+}
+
+/// What Signpost tells the upstream about the request, beside the client's own headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The upstream's `Host`.
+    pub authority: &'a str,
+    /// `X-Forwarded-For`.
+    pub client_ip: Option<IpAddr>,
+    /// `X-Forwarded-Proto`.
+    pub scheme: Scheme,
+    /// What the client asked for (absolute-form authority, else its `Host`): `X-Forwarded-Host`.
+    pub original_host: Option<&'a [u8]>,
+    /// The client asked for a WebSocket (`Upgrade: websocket`): the upgrade is passed on.
+    pub websocket: bool,
+}
+
+/// Receives the forwarded request's headers, in order.
+pub trait HeadSink {
+    fn header(&mut self, name: &[u8], value: &[u8]);
+}
+
+/// The forwarded request's headers: the client's that may cross, then Signpost's own.
+/// `client` is iterated twice (once for the names `Connection` lists).
+pub fn forwarded_headers<'h, I>(client: I, hop: &Hop<'_>, sink: &mut impl HeadSink)
+where
+    I: Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+{
+    let listed = |name: &[u8]| {
+        client
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    };
+    for (name, value) in client.clone() {
+        if crosses(name) && !listed(name) {
+            sink.header(name, value);
+        }
+    }
+    sink.header(b"Host", hop.authority.as_bytes());
+    if hop.websocket {
+        sink.header(b"Connection", b"upgrade");
+        sink.header(b"Upgrade", b"websocket");
+    }
+    if let Some(ip) = hop.client_ip {
+        let mut text = [0u8; 45];
+        let len = {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        };
+        sink.header(b"X-Forwarded-For", &text[..len]);
+    }
+    sink.header(b"X-Forwarded-Proto", hop.scheme.as_str().as_bytes());
+    if let Some(host) = hop.original_host {
+        sink.header(b"X-Forwarded-Host", host);
+    }
+}
+
+/// Whether a client header (by name) may cross to the upstream, before `Connection` is read.
+fn crosses(name: &[u8]) -> bool {
+    !(HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        || name.eq_ignore_ascii_case(b"host")
+        || name.eq_ignore_ascii_case(b"expect")
+        || name.contains(&b'_')
+        || is_forwarding_claim(name))
+}
+
+/// `Forwarded` and `X-Forwarded-*`: what a client claims about earlier hops. Signpost is the
+/// first hop it trusts, so these are dropped and its own `X-Forwarded-*` written instead.
+pub fn is_forwarding_claim(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"forwarded")
+        || name.len() > 12 && name[..12].eq_ignore_ascii_case(b"x-forwarded-")
+}
+
+/// Serialises headers for an HTTP/1 request head.
+impl HeadSink for Vec<u8> {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        super::answer::header(self, name, value);
+    }
+}
+
+/// Fills a pingora request head (the HTTP/2 door's upstream request).
+impl HeadSink for RequestHeader {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value),
+        ) {
+            let _ = self.append_header(name, value);
+        }
+    }
+}
+
+/// The tenant's signalling headers on a forwarded response or a redirect (RFC 9745
+/// `Deprecation`, RFC 8594 `Sunset`, and `Link` to the new URL), each replacing the upstream's
+/// of the same name. Owned copies are cheap: `HeaderValue`s share their bytes.
+#[derive(Debug)]
+pub struct SignalHeaders {
+    deprecation: Option<HeaderValue>,
+    sunset: Option<HeaderValue>,
+    link: Option<HeaderValue>,
+}
+
+impl SignalHeaders {
+    /// `None` when the tenant has no dates to signal.
+    pub fn new(signals: &Signals, successor: &str) -> Option<Self> {
+        (!signals.is_empty()).then(|| Self {
+            deprecation: signals.deprecation.clone(),
+            sunset: signals.sunset.clone(),
+            link: HeaderValue::try_from(format!("<{successor}>; rel=\"successor-version\"")).ok(),
+        })
+    }
+
+    /// The headers that are set.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        [
+            ("Deprecation", &self.deprecation),
+            ("Sunset", &self.sunset),
+            ("Link", &self.link),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+    }
+
+    /// Sets them on a pingora response head, replacing any of the same names.
+    pub fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
+        for (name, value) in self.entries() {
+            resp.insert_header(name, value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(client: &[(&str, &str)], websocket: bool) -> String {
+        let mut out = Vec::new();
+        let hop = Hop {
+            authority: "api.flexhrm.com",
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            scheme: Scheme::Https,
+            original_host: Some(b"acme.flexhosting.se"),
+            websocket,
+        };
+        forwarded_headers(
+            client.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &hop,
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn only_end_to_end_headers_cross_and_signpost_vouches_for_the_client() {
+        let out = forwarded(
+            &[
+                ("Host", "acme.flexhosting.se"),
+                ("Authorization", "Bearer t"),
+                ("Connection", "keep-alive, X-Hop"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Transfer_Encoding", "chunked"),
+                ("X_Forwarded_For", "6.6.6.6"),
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("Forwarded", "for=6.6.6.6"),
+                ("Expect", "100-continue"),
+                ("Upgrade", "h2c"),
+                ("TE", "trailers"),
+                ("Content-Length", "5"),
+                ("Accept", "*/*"),
+            ],
+            false,
+        );
+        assert_eq!(
+            out,
+            "Authorization: Bearer t\r\nContent-Length: 5\r\nAccept: */*\r\nHost: api.flexhrm.com\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: acme.flexhosting.se\r\n"
+        );
+    }
+
+    #[test]
+    fn a_websocket_upgrade_is_passed_on() {
+        let out = forwarded(
+            &[
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            true,
+        );
+        assert_eq!(
+            out,
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nHost: api.flexhrm.com\r\nConnection: upgrade\r\nUpgrade: websocket\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: acme.flexhosting.se\r\n"
+        );
+    }
+}
