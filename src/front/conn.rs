@@ -161,10 +161,10 @@ impl<'f> Connection<'f> {
             None if idle => Instant::now() + deadlines.idle,
             None => Instant::now() + deadlines.header,
         };
+        // Bytes already known not to end a head (a head can only end where a line does).
         let mut scanned = 0;
         loop {
-            // A head can only have ended where a line did.
-            if self.buf[scanned..].contains(&b'\n') {
+            if !self.buf.is_empty() && (scanned == 0 || self.buf[scanned..].contains(&b'\n')) {
                 let table = self.front.tables.load();
                 let cx = Context {
                     table: &table,
@@ -235,6 +235,7 @@ impl<'f> Connection<'f> {
         }
         let keep_alive = !answer.close
             && match left {
+                BodyLeft::Untouched(BodyFraming::None) | BodyLeft::Consumed => true,
                 BodyLeft::Untouched(framing) => body::relay(
                     &mut self.stream,
                     &mut self.buf,
@@ -244,7 +245,6 @@ impl<'f> Connection<'f> {
                 )
                 .await
                 .is_ok(),
-                BodyLeft::Consumed => true,
                 BodyLeft::Partial => false,
             };
         if !keep_alive && pending.is_some() {

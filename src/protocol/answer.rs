@@ -185,6 +185,7 @@ impl Answer {
     }
 }
 
+#[inline]
 pub(crate) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

@@ -13,6 +13,9 @@ use std::borrow::Cow;
 /// The normalised path, borrowed when it is already normal (the common case); or why the path
 /// is refused (`400`).
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
+    if plainly_normal(path.as_bytes()) {
+        return Ok(Cow::Borrowed(path));
+    }
     let mut rewrite = false;
     for segment in path.split(['/', '\\']) {
         rewrite |= dot(segment).is_some();
@@ -49,6 +52,29 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
     }
     Ok(Cow::Owned(out))
 }
+
+/// The common case, in one pass: no `\\`, `%` or `;` anywhere, and no segment starting with
+/// `.`. Such a path has no dot segment, seen or hidden.
+fn plainly_normal(path: &[u8]) -> bool {
+    let mut prev = 0;
+    for &b in path {
+        if SUSPECT[usize::from(b)] && (b != b'.' || prev == b'/') {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
+
+/// Bytes that may begin or hide a dot segment (`.` only right after a `/`).
+const SUSPECT: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'\\' as usize] = true;
+    table[b'%' as usize] = true;
+    table[b';' as usize] = true;
+    table[b'.' as usize] = true;
+    table
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dot {
