@@ -250,7 +250,7 @@ impl Live {
         let mut folders = Folders::default();
         loop {
             // The running config's folders (new ones after a reload that added includes).
-            folders.renew(&mut watcher, &self.info.load().watch);
+            folders.renew(&mut watcher, &watch_targets(&self.info.load()));
             tokio::select! {
                 event = rx.recv() => {
                     if event.is_none() { return; }
@@ -259,7 +259,7 @@ impl Live {
                     // A folder renamed away and back, deleted and made again, or replaced by
                     // another has lost its watch: renew them before looking, so a change made
                     // after the look is an event again.
-                    folders.renew(&mut watcher, &self.info.load().watch);
+                    folders.renew(&mut watcher, &watch_targets(&self.info.load()));
                     self.reload_if_changed().await;
                 }
                 _ = shutdown.changed() => return,
@@ -283,6 +283,33 @@ impl Live {
     }
 }
 
+/// The folders to watch now: the config's own, and the folders its files and folders lead
+/// to through symlinks, resolved afresh each time. A Kubernetes ConfigMap is
+/// `signpost.yaml -> ..data/signpost.yaml` with `..data -> ..2026_12_02_…/`: an edit that
+/// renames a file inside the folder `..data` leads to makes no event in the config's own
+/// folder, and after a `..data` swap that is another folder than the one first watched.
+fn watch_targets(info: &ConfigInfo) -> Vec<PathBuf> {
+    let resolved_files = info
+        .files
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .filter_map(|f| f.parent().map(Path::to_path_buf));
+    let resolved_dirs = info
+        .watch
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok());
+    let mut targets: Vec<PathBuf> = info
+        .watch
+        .iter()
+        .cloned()
+        .chain(resolved_files)
+        .chain(resolved_dirs)
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
 /// The folders the watcher has been asked to watch, by the identity (device, inode) of the
 /// folder each name led to.
 #[derive(Default)]
@@ -300,6 +327,15 @@ impl Folders {
     /// already watched changes nothing, so this is cheap to repeat after every event.
     fn renew(&mut self, watcher: &mut impl Watcher, dirs: &[PathBuf]) {
         use std::os::unix::fs::MetadataExt;
+        // Folders no longer led to (the target a `..data` swap left behind) are let go.
+        self.watched.retain(|dir, _| {
+            let keep = dirs.contains(dir);
+            if !keep {
+                let _ = watcher.unwatch(dir);
+            }
+            keep
+        });
+        self.failing.retain(|dir| dirs.contains(dir));
         for dir in dirs {
             let id = std::fs::metadata(dir).map(|m| (m.dev(), m.ino())).ok();
             if let (Some(id), Some(old)) = (id, self.watched.get(dir)) {

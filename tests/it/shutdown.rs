@@ -3,8 +3,6 @@
 //! (`run --upgrade`, then `SIGQUIT` to the old process) hands the listening sockets over
 //! without failing a single request of a steady load.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use crate::common::raw::{End, Raw};
+use crate::common::Gateway;
 use serde_yaml::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,7 +39,7 @@ async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
                     let Some((head, body)) = text.split_once("\r\n\r\n") else {
                         continue;
                     };
-                    if body.len() < common::content_length(head).unwrap_or(0) {
+                    if body.len() < crate::common::content_length(head).unwrap_or(0) {
                         continue;
                     }
                     tokio::time::sleep(delay).await;
@@ -77,54 +76,17 @@ fn patch(config: &mut Value, dir: &Path, addr: SocketAddr, grace: &str) {
     .unwrap();
 }
 
-/// A request the front door hands to pingora's proxy (it answers only GET and HEAD), answered
-/// with a redirect on a kept-alive connection.
-const PINGORA_REDIRECT: &[u8] = b"DELETE /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
-
-/// Reads one response (head and `Content-Length` body) from a raw connection.
-async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
-    let mut answer = Vec::new();
-    loop {
-        let text = String::from_utf8_lossy(&answer);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            if body.len() >= common::content_length(head).unwrap_or(0) {
-                return text.into_owned();
-            }
-        }
-        let mut piece = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut piece))
-            .await
-            .expect("no response within 10 s")
-            .unwrap();
-        assert!(n > 0, "closed before a whole response: {text:?}");
-        answer.extend_from_slice(&piece[..n]);
-    }
-}
-
-/// Reads until the server closes the connection (within 2 s).
-async fn read_to_close(conn: &mut tokio::net::TcpStream) -> String {
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut answer))
-        .await
-        .expect("the connection was not closed after the request")
-        .unwrap();
-    String::from_utf8(answer).unwrap()
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+const REDIRECT: &[u8] = b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
+/// A redirect of a request with a body: what used to be handed to pingora's proxy.
+const REDIRECT_WITH_BODY: &[u8] =
+    b"POST /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\nContent-Length: 2\r\n\r\nok";
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A slow GET and a slow POST are in flight when SIGTERM arrives: both complete, and neither
 /// connection is closed under a client that believes it kept alive (each response says
 /// `Connection: close`, decided as its head goes out). Kept-alive connections idle at the
 /// signal, after a bodiless request or one with a body, get their next request answered with
-/// `Connection: close`. New
-/// connections are no longer served, the census written at exit counts the requests, and the
+/// `Connection: close`. New connections are no longer served, the census written at exit counts the requests, and the
 /// exit code is 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
@@ -132,79 +94,72 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     let mut gw = Gateway::start_with(|config, dir| patch(config, dir, addr, "4s"));
     let state_file = gw.dir.path().join("census.json");
     // An idle kept-alive connection: one redirect answered, then nothing.
-    let mut idle = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-    idle.write_all(b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 307"));
-    // The same after a request that pingora's proxy served.
-    let mut idle_pingora = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-    idle_pingora.write_all(PINGORA_REDIRECT).await.unwrap();
-    assert!(read_response(&mut idle_pingora)
-        .await
-        .starts_with("HTTP/1.1 307"));
-    // The slow GET on a raw connection, to see its headers and the close.
-    let mut slow_get = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    let mut idle = Raw::connect(gw.http).await;
+    idle.send(REDIRECT).await;
+    assert_eq!(idle.response(PATIENCE, false).await.unwrap().status, 307);
+    // The same after a request with a body.
+    let mut idle_after_body = Raw::connect(gw.http).await;
+    idle_after_body.send(REDIRECT_WITH_BODY).await;
+    assert_eq!(
+        idle_after_body
+            .response(PATIENCE, false)
+            .await
+            .unwrap()
+            .status,
+        307
+    );
+    // The slow GET and the slow POST on raw connections, to see their headers and the close.
+    let mut slow_get = Raw::connect(gw.http).await;
     slow_get
-        .write_all(b"GET /HRM/API/v1/slow HTTP/1.1\r\nHost: exempel.com\r\n\r\n")
-        .await
-        .unwrap();
+        .send(b"GET /HRM/API/v1/slow HTTP/1.1\r\nHost: exempel.com\r\n\r\n")
+        .await;
     let get = tokio::spawn(async move {
-        let mut answer = Vec::new();
-        slow_get.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8(answer).unwrap()
+        let answer = slow_get.response(PATIENCE, false).await;
+        (answer, slow_get.end(PATIENCE).await)
     });
-    // The slow POST on a raw connection too, to use it again after its response.
-    let mut slow_post = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    let mut slow_post = Raw::connect(gw.http).await;
     slow_post
-        .write_all(b"POST /HRM/IP1/Callback HTTP/1.1\r\nHost: exempel.com\r\nContent-Length: 16\r\n\r\nstatus=delivered")
-        .await
-        .unwrap();
+        .send(b"POST /HRM/IP1/Callback HTTP/1.1\r\nHost: exempel.com\r\nContent-Length: 16\r\n\r\nstatus=delivered")
+        .await;
     let post = tokio::spawn(async move {
-        let answer = read_response(&mut slow_post).await;
-        (answer, slow_post)
+        let answer = slow_post.response(PATIENCE, false).await;
+        (answer, slow_post.end(PATIENCE).await)
     });
     // Both requests are at the upstream before the signal.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let stopped_at = Instant::now();
-    signal(gw.pid(), "TERM");
-    // The kept-alive connection is still served, and told to close.
+    gw.signal("TERM");
+    // The kept-alive connections are still served, and told to close.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    idle.write_all(b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n")
-        .await
-        .unwrap();
-    let last = read_to_close(&mut idle).await;
-    assert!(last.starts_with("HTTP/1.1 307"), "{last}");
-    assert!(last.contains("\r\nConnection: close\r\n"), "{last}");
-    idle_pingora.write_all(PINGORA_REDIRECT).await.unwrap();
-    let last = read_to_close(&mut idle_pingora).await;
-    assert!(
-        last.starts_with("HTTP/1.1 307"),
-        "after pingora's answer: {last}"
-    );
-    assert!(
-        last.contains("\r\nConnection: close\r\n"),
-        "after pingora's answer: {last}"
-    );
-    let get = get.await.unwrap();
-    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
-    assert!(get.ends_with(BODY), "{get}");
-    // It began before the signal, yet its response announces the close: a connection the
-    // client believes kept alive must never be closed under it (its next request would be lost).
-    assert!(get.contains("\r\nConnection: close\r\n"), "{get}");
+    for (what, conn, request) in [
+        ("after a redirect", &mut idle, REDIRECT),
+        (
+            "after a request with a body",
+            &mut idle_after_body,
+            REDIRECT_WITH_BODY,
+        ),
+    ] {
+        conn.send(request).await;
+        let last = conn.response(PATIENCE, false).await.expect(what);
+        assert_eq!(last.status, 307, "{what}: {}", last.head);
+        assert!(last.closes(), "{what}: {}", last.head);
+        assert_ne!(conn.end(Duration::from_secs(2)).await, End::Open, "{what}");
+    }
+    // Each slow request began before the signal, yet its response announces the close: a
+    // connection the client believes kept alive must never be closed under it (its next
+    // request would be lost). Then the connection ends.
+    for (what, task) in [("GET", get), ("POST", post)] {
+        let (answer, end) = task.await.unwrap();
+        let answer = answer.expect(what);
+        assert_eq!(answer.status, 200, "{what}: {}", answer.head);
+        assert_eq!(answer.body, BODY.as_bytes(), "{what}");
+        assert!(answer.closes(), "{what}: {}", answer.head);
+        assert_eq!(end, End::Closed, "{what}");
+    }
     assert!(
         stopped_at.elapsed() < Duration::from_secs(3),
-        "the GET's connection was not closed after its response"
+        "the slow requests' connections were not closed after their responses"
     );
-    // The POST too: its response went out after the signal, so it announces the close, and
-    // the connection ends after it.
-    let (answer, mut slow_post) = post.await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with(BODY), "{answer}");
-    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
-    let mut rest = Vec::new();
-    let _ = slow_post.read_to_end(&mut rest).await;
-    assert!(rest.is_empty(), "after the slow POST: {rest:?}");
     assert_eq!(answered.load(Ordering::SeqCst), 2);
     // A new connection during the grace period is not served.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -240,11 +195,13 @@ async fn sigterm_lets_slow_forwards_finish_and_saves_the_census() {
     assert_eq!(counted("shift_callback"), 1, "{state:#}");
 }
 
-/// A steady load of redirects and forwards (GETs, and POSTs that pingora's proxy serves), on
-/// kept-alive connections and on a new connection per request, runs across a graceful upgrade: the new process takes the listening sockets
-/// over, the old one drains and exits 0, and not one request fails.
+/// A steady load of redirects and forwards (GETs, and POSTs with bodies), on kept-alive
+/// connections and on a new connection per request, runs across a graceful upgrade: the new
+/// process takes the listening sockets over, the old one drains and exits 0, and not one
+/// request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_upgrade_loses_no_request() {
+    let _alone = crate::common::alone();
     let (addr, _) = slow_upstream(Duration::ZERO).await;
     let mut old = Gateway::start_with(|config, dir| patch(config, dir, addr, "1s"));
 
@@ -270,7 +227,6 @@ async fn graceful_upgrade_loses_no_request() {
             "http://exempel.com/HRM/API/v1/ping",
             false,
         ),
-        // With a body, so pingora's proxy serves them.
         (
             "kept-alive POST forwards",
             "http://exempel.com/HRM/IP1/Callback",
@@ -315,6 +271,17 @@ async fn graceful_upgrade_loses_no_request() {
     .collect();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new process finds the sockets by address: the config names the ports bound.
+    let text = std::fs::read_to_string(&old.config).unwrap();
+    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    for (listener, addr) in [
+        ("http", old.http),
+        ("https", old.https),
+        ("admin", old.admin),
+    ] {
+        config["listen"][listener] = Value::from(addr.to_string());
+    }
+    std::fs::write(&old.config, serde_yaml::to_string(&config).unwrap()).unwrap();
     let mut new = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_signpost"))
             .args(["run", "--upgrade", "--config"])
@@ -327,7 +294,7 @@ async fn graceful_upgrade_loses_no_request() {
     );
     // The new process waits up to 5 s for the sockets; the old one sends them on SIGQUIT.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    signal(old.pid(), "QUIT");
+    old.signal("QUIT");
     // pingora keeps the old process accepting for 5 s after the hand-over, then drains for
     // the grace period (1 s).
     let old_exit = tokio::task::spawn_blocking(move || {

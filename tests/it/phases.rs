@@ -2,11 +2,9 @@
 //! phase switch and a brownout window see each answer exactly in its time, with no reload and
 //! no failed request, and `/metrics` reports the phase in force.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::Gateway;
+use crate::common::Gateway;
 use jiff::Timestamp;
 
 const BEFORE: &str = "https://web.flexhrm.com/before-the-move";

@@ -12,15 +12,12 @@
 //!   request's path without query and its User-Agent product token; tests/census.rs checks
 //!   that secrets stay out.)
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, Gateway};
+use crate::common::raw::blocking_exchange;
+use crate::common::{repo, Gateway};
 use serde_yaml::Value;
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -28,26 +25,13 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// One request over a new connection; `request` is the whole head. Returns (status, the
 /// whole response as text), or `None` when the connection fails.
 fn raw(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).ok()?;
-    stream.set_read_timeout(Some(PATIENCE)).ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    // Read the head, then `Content-Length` bytes of body (or to the end).
-    loop {
-        let n = stream.read(&mut buf).ok()?;
-        raw.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = common::content_length(head);
-            if n == 0 || length.is_some_and(|len| body.len() >= len) {
-                let status = text.split(' ').nth(1)?.parse().ok()?;
-                return Some((status, text));
-            }
-        } else if n == 0 {
-            return None;
-        }
-    }
+    let response = blocking_exchange(addr, request.as_bytes(), PATIENCE)?;
+    let text = format!(
+        "{}{}",
+        response.head,
+        String::from_utf8_lossy(&response.body)
+    );
+    Some((response.status, text))
 }
 
 /// A request on the admin listener at `addr`: (status, whole response).
@@ -101,53 +85,13 @@ async fn no_admin_listener_unless_configured_and_the_example_keeps_it_on_loopbac
         "the example exposes admin on {admin}"
     );
 
-    let mut config = example;
-    let dir = tempfile::tempdir().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config["listen"] =
-        serde_yaml::from_str(&format!("{{ http: '{http}', https: '{https}' }}")).unwrap();
-    config["tls"]["certs"] = Value::from(repo().join("certs").to_str().unwrap());
-    let path = dir.path().join("signpost.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_signpost"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    // Ready when both public ports answer.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let gw = Gateway::start_with(|config, _| {
+        config["listen"] =
+            serde_yaml::from_str("{ http: '127.0.0.1:0', https: '127.0.0.1:0' }").unwrap();
+    });
+    let (http, https) = (gw.http, gw.https);
     let client = loopback_client();
-    loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("signpost exited: {status}");
-        }
-        let up = client
-            .get(format!(
-                "http://acme.flexhosting.se:{}/Timeclock",
-                http.port()
-            ))
-            .send()
-            .await
-            .is_ok()
-            && client
-                .get(format!(
-                    "https://acme.flexhosting.se:{}/Timeclock",
-                    https.port()
-                ))
-                .send()
-                .await
-                .is_ok();
-        if up {
-            break;
-        }
-        assert!(Instant::now() < deadline, "signpost did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let ports = listening_ports(child.0.id());
+    let ports = listening_ports(gw.pid());
     assert_eq!(
         ports,
         BTreeSet::from([http.port(), https.port()]),
@@ -167,15 +111,6 @@ async fn no_admin_listener_unless_configured_and_the_example_keeps_it_on_loopbac
                 "{scheme} {path}"
             );
         }
-    }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -1,13 +1,10 @@
 //! Hot reload under traffic: in-place writes, save-by-rename and ConfigMap symlink swaps keep
 //! every request answered; broken configs keep the old tables; new certificates are served.
 
-mod common;
-
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, served_names, Gateway, TestCa, Traffic};
+use crate::common::{repo, served_names, Gateway, Log, TestCa, Traffic};
 use serde_yaml::Value;
 
 const A: &str = "timeclock-a.flexhrm.com";
@@ -28,29 +25,23 @@ enum Write {
 
 struct Setup {
     dir: tempfile::TempDir,
-    listeners: [std::net::SocketAddr; 3],
     version: u32,
 }
 
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let listeners = [0; 3].map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
-        Self {
-            dir,
-            listeners,
-            version: 0,
-        }
+        Self { dir, version: 0 }
     }
 
-    /// The example config on this setup's ports, with `timeclock` set to `target`, passed
+    /// The example config on free ports, with `timeclock` set to `target`, passed
     /// through `patch` for the broken variants.
     fn config_text(&self, target: &str) -> String {
         let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
         let mut config: Value = serde_yaml::from_str(&text).unwrap();
-        config["listen"]["http"] = Value::from(self.listeners[0].to_string());
-        config["listen"]["https"] = Value::from(self.listeners[1].to_string());
-        config["listen"]["admin"] = Value::from(self.listeners[2].to_string());
+        for listener in ["http", "https", "admin"] {
+            config["listen"][listener] = Value::from("127.0.0.1:0");
+        }
         config["tls"]["certs"] = Value::from(self.dir.path().join("certs").to_str().unwrap());
         config["vars"]["timeclock"] = Value::from(target);
         serde_yaml::to_string(&config).unwrap()
@@ -104,13 +95,7 @@ impl Setup {
         let text = self.config_text(target);
         self.write(how, &text);
         let dir = tempfile::tempdir().unwrap(); // the gateway's own scratch folder
-        let gw = Gateway::spawn(
-            self.config_path(),
-            dir,
-            self.listeners,
-            Stdio::inherit(),
-            "error",
-        );
+        let gw = Gateway::spawn(self.config_path(), dir, Log::Inherit("error"));
         (gw, self)
     }
 }

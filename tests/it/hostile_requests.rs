@@ -4,79 +4,43 @@
 //! 4xx (or a closed connection) within a bounded time, none reaches an upstream, and ordinary
 //! clients are served meanwhile.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, TestCa, Upstream};
+use crate::common::h2 as raw_h2;
+use crate::common::raw::{exchange, End, Raw};
+use crate::common::{Gateway, TestCa, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Sends `raw` on a new connection and reads the answers until the server closes it or
+/// `window` passes; with `keep_alive`, only the first answer.
+async fn send_raw(addr: SocketAddr, raw: &[u8], window: Duration, keep_alive: bool) -> Outcome {
+    let (responses, end) = if keep_alive {
+        let mut conn = Raw::connect(addr).await;
+        conn.send(raw).await;
+        let first = conn.response(window, false).await;
+        (first.into_iter().collect(), End::Open)
+    } else {
+        exchange(addr, raw, window).await
+    };
+    Outcome {
+        statuses: responses.iter().map(|r| r.status).collect(),
+        text: responses.iter().map(|r| r.head.clone()).collect(),
+        closed: end != End::Open,
+        reset: end == End::Reset,
+    }
+}
+
 /// What the server did with one raw request.
 struct Outcome {
-    /// Status codes of the responses read, in order.
     statuses: Vec<u16>,
-    /// Everything read, for messages.
+    /// The heads read, for messages.
     text: String,
-    /// The server closed the connection (rather than the read window ending).
     closed: bool,
-    /// It closed with a reset, which may destroy a response before the client reads it.
     reset: bool,
-}
-
-/// Sends `raw` on a new connection and reads until the server closes it or `window` passes;
-/// with `keep_alive`, also stops after one complete response.
-async fn send_raw(addr: SocketAddr, raw: &[u8], window: Duration, keep_alive: bool) -> Outcome {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(raw).await.unwrap();
-    let mut read = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    let (mut closed, mut reset) = (false, false);
-    loop {
-        let mut piece = [0u8; 8192];
-        match tokio::time::timeout_at(deadline, tcp.read(&mut piece)).await {
-            Ok(Ok(0)) => {
-                closed = true;
-                break;
-            }
-            Ok(Err(_)) => {
-                (closed, reset) = (true, true);
-                break;
-            }
-            Ok(Ok(n)) => read.extend_from_slice(&piece[..n]),
-            Err(_) => break,
-        }
-        if keep_alive && complete(&read) {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&read).into_owned();
-    let statuses = text
-        .split("\r\n")
-        .filter_map(|line| {
-            line.strip_prefix("HTTP/1.1 ")
-                .or(line.strip_prefix("HTTP/1.0 "))
-        })
-        .filter_map(|rest| rest.get(..3)?.parse().ok())
-        .collect();
-    Outcome {
-        statuses,
-        text,
-        closed,
-        reset,
-    }
-}
-
-/// One whole response with a `Content-Length` body has been read.
-fn complete(read: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(read);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    body.len() >= common::content_length(head).unwrap_or(0)
 }
 
 /// Keeps one ordinary client busy with redirects until stopped (HTTP/1.1 for `http`, HTTP/2
@@ -212,6 +176,7 @@ async fn malformed_and_ambiguous_requests_are_refused() {
 /// has not arrived 10 s after it began, and ordinary clients are served the whole time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_trickled_a_byte_a_second_are_cut_off() {
+    let _alone = crate::common::alone();
     const TRICKLERS: usize = 50;
     let gw = Gateway::start_example(None);
     let (stop, traffic) = ordinary_traffic(&gw, "http");
@@ -276,31 +241,6 @@ async fn nothing_after_a_refused_request_is_served() {
     assert!(!out.text.contains("Smuggled"), "{}", out.text);
 }
 
-/// A TLS connection to the gateway that negotiated HTTP/2 (ALPN `h2`, the development CA
-/// trusted).
-async fn h2_tls(gw: &Gateway) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let pem = std::fs::read(common::repo().join("certs/dev-ca/ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(gw.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("acme.flexhosting.se").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    tls
-}
-
 /// An HTTP/2 client connection to the gateway, its connection task spawned; the task's result
 /// says how the server ended it.
 async fn h2_connect(
@@ -309,7 +249,10 @@ async fn h2_connect(
     h2::client::SendRequest<bytes::Bytes>,
     tokio::task::JoinHandle<Result<(), h2::Error>>,
 ) {
-    let (send, connection) = h2::client::handshake(h2_tls(gw).await).await.unwrap();
+    let (send, connection) =
+        h2::client::handshake(raw_h2::tls(gw.https, "acme.flexhosting.se").await)
+            .await
+            .unwrap();
     (send, tokio::spawn(connection))
 }
 
@@ -326,6 +269,7 @@ fn h2_redirect_request() -> http::Request<()> {
 /// answered within 2 s throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_rapid_reset_flood_is_bounded() {
+    let _alone = crate::common::alone();
     const FLOOD: Duration = Duration::from_secs(3);
     const STREAMS_PER_CONNECTION: u32 = 20_000;
     let mut gw = Gateway::start_example(None);
@@ -392,66 +336,34 @@ async fn http2_rapid_reset_flood_is_bounded() {
     eprintln!("ordinary HTTP/2 client meanwhile: {ok} redirects, none failed or slower than 2 s");
 }
 
-/// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    frame.extend([kind, flags]);
-    frame.extend(stream.to_be_bytes());
-    frame.extend(payload);
-    frame
-}
-
-/// The (type, payload) of each whole frame in what a server sent.
-fn h2_frames(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u32::from_be_bytes([0, *bytes.first()?, *bytes.get(1)?, *bytes.get(2)?]) as usize;
-        let frame = bytes.get(..9 + len)?;
-        bytes = &bytes[9 + len..];
-        Some((frame[3], &frame[9..]))
-    })
-}
-
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), the prefix's other bits zero.
-fn hpack_int(value: usize, n: u32, out: &mut Vec<u8>) {
-    let max = (1 << n) - 1;
-    if value < max {
-        out.push(value as u8);
-        return;
-    }
-    out.push(max as u8);
-    let mut rest = value - max;
-    while rest >= 128 {
-        out.push((rest % 128 + 128) as u8);
-        rest /= 128;
-    }
-    out.push(rest as u8);
-}
-
 /// The CONTINUATION flood (CVE-2024-27316 and kin): a request whose header block never ends,
 /// 16 KB of headers per frame, for up to 32 MB. The gateway must end the connection long before
 /// (its header list limit is 64 KiB), not buffer it, and keep serving others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_continuation_flood_is_cut_off() {
+    let _alone = crate::common::alone();
     let mut gw = Gateway::start_example(None);
     let (stop, traffic) = ordinary_traffic(&gw, "https");
     let rss_before = gw.rss_kib();
-    let mut tls = h2_tls(&gw).await;
+    let mut tls = raw_h2::tls(gw.https, "acme.flexhosting.se").await;
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .unwrap();
-    tls.write_all(&h2_frame(0x4, 0, 0, &[])).await.unwrap(); // SETTINGS
-                                                             // GET https://acme.flexhosting.se/ from the static table, END_STREAM but not END_HEADERS.
+    tls.write_all(&raw_h2::frame(0x4, 0, 0, &[])).await.unwrap(); // SETTINGS
+                                                                  // GET https://acme.flexhosting.se/ from the static table, END_STREAM but not END_HEADERS.
     let mut block = vec![0x82, 0x87, 0x84, 0x41];
-    hpack_int("acme.flexhosting.se".len(), 7, &mut block);
+    raw_h2::hpack_int("acme.flexhosting.se".len(), 7, &mut block);
     block.extend(b"acme.flexhosting.se");
-    tls.write_all(&h2_frame(0x1, 0x1, 1, &block)).await.unwrap();
+    tls.write_all(&raw_h2::frame(0x1, 0x1, 1, &block))
+        .await
+        .unwrap();
     // Each CONTINUATION: one literal header `x-junk: aaa…` of 16 000 bytes, never the last.
     let mut junk = vec![0x00];
-    hpack_int(6, 7, &mut junk);
+    raw_h2::hpack_int(6, 7, &mut junk);
     junk.extend(b"x-junk");
-    hpack_int(16_000, 7, &mut junk);
+    raw_h2::hpack_int(16_000, 7, &mut junk);
     junk.extend(std::iter::repeat_n(b'a', 16_000));
-    let continuation = h2_frame(0x9, 0, 1, &junk);
+    let continuation = raw_h2::frame(0x9, 0, 1, &junk);
     let mut sent = 0;
     let cut_off = loop {
         if sent >= 32 << 20 {
@@ -478,15 +390,16 @@ async fn http2_continuation_flood_is_cut_off() {
     );
     // Normally a GOAWAY (ENHANCE_YOUR_CALM) comes first; the reset that closing with our
     // flood unread causes may overtake it, so it is reported rather than required.
-    let goaway = h2_frames(&answer).find(|(kind, _)| *kind == 0x7).map_or(
-        "none seen".to_owned(),
-        |(_, payload)| {
+    let goaway = raw_h2::frames(&answer)
+        .0
+        .into_iter()
+        .find(|(kind, ..)| *kind == raw_h2::GOAWAY)
+        .map_or("none seen".to_owned(), |(.., payload)| {
             format!(
                 "{:#x}",
                 u32::from_be_bytes(payload[4..8].try_into().unwrap())
             )
-        },
-    );
+        });
     eprintln!(
         "continuation flood: {sent} bytes written before the connection closed; GOAWAY: {goaway}"
     );

@@ -8,16 +8,12 @@
 //! recovered from as soon as the files are fixed. Folder swaps must end on the final files
 //! with no failed request. At start-up the same faults exit 1 before any port is bound.
 
-mod common;
-
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, served_names, Gateway, TestCa, Traffic};
+use crate::common::{repo, served_names, Gateway, Log, TestCa, Traffic};
 use serde_yaml::Value;
 
 const A: &str = "timeclock-a.flexhrm.com";
@@ -40,14 +36,12 @@ fn location_of(target: &str, customer: &str) -> String {
 /// itself trigger reloads).
 struct Setup {
     dir: tempfile::TempDir,
-    listeners: [SocketAddr; 3],
 }
 
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let listeners = [0; 3].map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
-        let setup = Self { dir, listeners };
+        let setup = Self { dir };
         std::fs::create_dir(setup.certs()).unwrap();
         for name in ["flexhosting-se", "exempel-com"] {
             for ext in ["crt", "key"] {
@@ -73,12 +67,12 @@ impl Setup {
         self.root().join("signpost.yaml")
     }
 
-    /// The example config on this setup's ports and certificates, `timeclock` set to `target`.
+    /// The example config on free ports and this setup's certificates, `timeclock` set to `target`.
     fn config(&self, target: &str) -> Value {
         let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
         let mut config: Value = serde_yaml::from_str(&text).unwrap();
-        for (key, addr) in ["http", "https", "admin"].iter().zip(&self.listeners) {
-            config["listen"][*key] = Value::from(addr.to_string());
+        for key in ["http", "https", "admin"] {
+            config["listen"][key] = Value::from("127.0.0.1:0");
         }
         config["tls"]["certs"] = Value::from("certs");
         config["vars"]["timeclock"] = Value::from(target);
@@ -139,14 +133,8 @@ impl Setup {
     /// Runs the gateway on `signpost.yaml`, logging at `warn` to its own folder.
     fn start(&self) -> Gateway {
         let scratch = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(scratch.path().join("signpost.log")).unwrap();
-        Gateway::spawn(
-            self.config_path(),
-            scratch,
-            self.listeners,
-            Stdio::from(log),
-            "warn",
-        )
+        let log = scratch.path().join("signpost.log");
+        Gateway::spawn(self.config_path(), scratch, Log::File(&log, "warn"))
     }
 }
 

@@ -2,13 +2,11 @@
 //! and chart are there. Skips, saying why, when Chromium is not installed
 //! (`scripts/install-deps chromium` installs it; `scripts/test` does).
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use crate::common::Gateway;
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]

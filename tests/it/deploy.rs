@@ -2,11 +2,9 @@
 //! `systemd-analyze verify` and its sandboxing scores as "OK" in `systemd-analyze security`.
 //! Skips, saying so, where systemd's tools are absent.
 
-mod common;
-
 use std::process::Command;
 
-use common::repo;
+use crate::common::repo;
 
 /// The unit as shipped, with the installed binary's path replaced by this build's (verify
 /// checks that `ExecStart` exists).

@@ -7,8 +7,6 @@
 //! The default run tries 20 000 requests; the long run tries 200 000:
 //!     cargo test --test no_open_redirect -- --ignored --nocapture   (about a minute)
 
-mod common;
-
 use std::collections::HashSet;
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -261,7 +259,7 @@ fn check(table: &Table, g: &Generated, counts: &mut [u64; 5]) -> Result<(), Test
 }
 
 fn run(cases: u32) {
-    let config = signpost::config::load(&common::repo().join("config/example.yaml"), None)
+    let config = signpost::config::load(&crate::common::repo().join("config/example.yaml"), None)
         .expect("the example config loads");
     let mut runner = TestRunner::new(Config {
         cases,
@@ -287,6 +285,7 @@ fn run(cases: u32) {
 
 #[test]
 fn no_request_leaves_the_configs_hosts() {
+    let _alone = crate::common::alone();
     run(20_000);
 }
 

@@ -1,16 +1,15 @@
 //! The real gateway over real sockets: every shared vector over HTTP and HTTPS, forwarding to a
 //! real HTTPS upstream, HTTP/2, keep-alive, and the reject paths.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{served_names, vectors_path, Gateway, TestCa, Upstream, UPSTREAM_BODY};
+use crate::common::raw::Raw;
+use crate::common::{served_names, vectors_path, Gateway, TestCa, Upstream, UPSTREAM_BODY};
 use serde::Deserialize;
 use serde_yaml::Value;
+
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 struct Cases {
@@ -327,44 +326,21 @@ async fn redirect_carries_deprecation_signals() {
     );
 }
 
-/// Reads one response with `Content-Length` from a raw HTTP/1.1 stream; returns its head.
-fn read_response(reader: &mut BufReader<TcpStream>) -> String {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "connection closed after: {head:?}");
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; common::content_length(&head).unwrap_or(0)];
-    reader.read_exact(&mut body).unwrap();
-    head
-}
-
-#[test]
-fn keep_alive_holds_across_100_redirects_on_one_connection() {
+#[tokio::test]
+async fn keep_alive_holds_across_100_redirects_on_one_connection() {
     let gw = Gateway::start_example(None);
-    let stream = TcpStream::connect(gw.http).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut conn = Raw::connect(gw.http).await;
     for i in 0..100 {
-        write!(writer, "GET /Timeclock/Clock{i} HTTP/1.1\r\nHost: acme.flexhosting.se\r\nUser-Agent: terminal/1.0\r\n\r\n").unwrap();
-        let head = read_response(&mut reader);
-        assert!(head.starts_with("HTTP/1.1 307"), "request {i}: {head}");
-        assert!(
-            head.contains(&format!("https://timeclock.flexhrm.com/Clock{i}/1234")),
-            "request {i}: {head}"
+        conn.send(format!("GET /Timeclock/Clock{i} HTTP/1.1\r\nHost: acme.flexhosting.se\r\nUser-Agent: terminal/1.0\r\n\r\n").as_bytes()).await;
+        let resp = conn.response(PATIENCE, false).await.expect("an answer");
+        assert_eq!(resp.status, 307, "request {i}: {}", resp.head);
+        let location = format!("https://timeclock.flexhrm.com/Clock{i}/1234");
+        assert_eq!(
+            resp.header("location"),
+            Some(location.as_str()),
+            "request {i}"
         );
-        assert!(
-            !head.to_ascii_lowercase().contains("connection: close"),
-            "request {i}: {head}"
-        );
+        assert!(!resp.closes(), "request {i}: {}", resp.head);
     }
 }
 
@@ -385,37 +361,28 @@ async fn unknown_host_gets_421_without_location() {
     assert!(resp.headers().get("location").is_none());
 }
 
-#[test]
-fn missing_host_and_bad_captures_get_400() {
+#[tokio::test]
+async fn missing_host_and_bad_captures_get_400() {
     let gw = Gateway::start_example(None);
     for request in [
-        "GET /Timeclock HTTP/1.0\r\n\r\n".to_string(),
-        "GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\nHost: exempel.com\r\n\r\n"
-            .to_string(),
-        "GET http://exempel.com/Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n"
-            .to_string(),
-        "GET /Timeclock HTTP/1.1\r\nHost: a b\r\n\r\n".to_string(),
+        "GET /Timeclock HTTP/1.0\r\n\r\n",
+        "GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\nHost: exempel.com\r\n\r\n",
+        "GET http://exempel.com/Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n",
+        "GET /Timeclock HTTP/1.1\r\nHost: a b\r\n\r\n",
     ] {
-        let mut stream = TcpStream::connect(gw.http).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let head = read_response(&mut reader);
-        assert!(
-            head.starts_with("HTTP/1.1 400") || head.starts_with("HTTP/1.0 400"),
-            "{request:?} → {head}"
-        );
-        assert!(!head.to_ascii_lowercase().contains("location:"), "{head}");
+        let mut conn = Raw::connect(gw.http).await;
+        conn.send(request.as_bytes()).await;
+        let resp = conn.response(PATIENCE, false).await.expect("an answer");
+        assert_eq!(resp.status, 400, "{request:?} → {}", resp.head);
+        assert_eq!(resp.header("location"), None, "{}", resp.head);
     }
 }
 
 #[tokio::test]
 async fn unreachable_upstream_is_a_502() {
-    let closed = common::free_port();
+    let closed = crate::common::closed_port();
     let gw = Gateway::start_with(|config, _| {
-        config["upstreams"]["api"]["address"] = Value::from(format!("127.0.0.1:{closed}"));
+        config["upstreams"]["api"]["address"] = Value::from(closed.to_string());
     });
     let resp = gw.get("http://acme.flexhosting.se/HRM/API/v1/x").await;
     assert_eq!(resp.status(), 502);
@@ -436,41 +403,26 @@ async fn upstream_with_an_untrusted_certificate_is_a_502_never_an_insecure_forwa
     );
 }
 
-/// The front door answers redirects itself and hands the connection to the proxy at the
-/// first forward, with the bytes it already read: pipelined requests must all be answered,
-/// in order, on one connection.
+/// Pipelined redirects, forwards and a HEAD are all answered, in order, on one connection.
 #[tokio::test]
 async fn pipelined_redirects_and_forwards_share_one_connection() {
     let ca = TestCa::new();
     let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
     let gw = Gateway::start_example(Some((&upstream, &ca)));
-    let addr = gw.http;
-    let heads = tokio::task::spawn_blocking(move || {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-        let host = "Host: acme.flexhosting.se\r\n";
-        let batch = format!(
-            "GET /Timeclock/A HTTP/1.1\r\n{host}\r\nGET /HRM/API/v1/one?x=1 HTTP/1.1\r\n{host}\r\nGET /Timeclock/B HTTP/1.1\r\n{host}\r\nHEAD /HRM/ShiftRequest/1 HTTP/1.1\r\n{host}\r\n"
-        );
-        writer.write_all(batch.as_bytes()).unwrap();
-        let mut heads: Vec<String> = (0..3).map(|_| read_response(&mut reader)).collect();
+    let mut conn = Raw::connect(gw.http).await;
+    let host = "Host: acme.flexhosting.se\r\n";
+    conn.send(format!(
+        "GET /Timeclock/A HTTP/1.1\r\n{host}\r\nGET /HRM/API/v1/one?x=1 HTTP/1.1\r\n{host}\r\nGET /Timeclock/B HTTP/1.1\r\n{host}\r\nHEAD /HRM/ShiftRequest/1 HTTP/1.1\r\n{host}\r\n"
+    ).as_bytes()).await;
+    let mut heads = Vec::new();
+    for head_request in [false, false, false, true] {
         // HEAD: headers only, whatever Content-Length says.
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        heads.push(head);
-        heads
-    })
-    .await
-    .unwrap();
+        let resp = conn
+            .response(PATIENCE, head_request)
+            .await
+            .expect("an answer");
+        heads.push(resp.head);
+    }
     assert!(
         heads[0].starts_with("HTTP/1.1 307") && heads[0].contains("/A/1234"),
         "{}",
@@ -516,7 +468,7 @@ async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
         h["link"],
         "<https://api.flexhrm.com/v2/stream?since=2026-01-01>; rel=\"successor-version\""
     );
-    assert_eq!(resp.text().await.unwrap(), common::STREAMED.concat());
+    assert_eq!(resp.text().await.unwrap(), crate::common::STREAMED.concat());
     let seen = upstream.take();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let s = &seen[0];
@@ -547,7 +499,7 @@ async fn https_http1_clients_get_redirects_and_forwards() {
     let ca = TestCa::new();
     let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
     let gw = Gateway::start_example(Some((&upstream, &ca)));
-    let dev_ca = std::fs::read(common::repo().join("certs/dev-ca/ca.pem")).unwrap();
+    let dev_ca = std::fs::read(crate::common::repo().join("certs/dev-ca/ca.pem")).unwrap();
     let client = reqwest::Client::builder()
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())

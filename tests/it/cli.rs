@@ -1,10 +1,8 @@
 //! The command line as operators use it: `test` on the shared vectors, `check`, `explain`.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{repo, vectors_path};
+use crate::common::{repo, vectors_path};
 
 fn signpost(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_signpost"))

@@ -1,13 +1,10 @@
 //! The census and the metrics as an operator sees them through the admin listener, across a
 //! restart; and no secret anywhere Signpost writes.
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, TestCa, Upstream};
+use crate::common::{Gateway, Log, TestCa, Upstream};
 use serde_yaml::Value;
 
 /// Polls `/stragglers.json` until `done` holds for it.
@@ -235,17 +232,12 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &ca.pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(common::repo().join("config/example.yaml")).unwrap();
+    let text = std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
     let mut config: Value = serde_yaml::from_str(&text).unwrap();
-    let listeners: [std::net::SocketAddr; 3] = [0; 3].map(|_| {
-        format!("127.0.0.1:{}", common::free_port())
-            .parse()
-            .unwrap()
-    });
-    for (key, addr) in ["http", "https", "admin"].iter().zip(&listeners) {
-        config["listen"][*key] = Value::from(addr.to_string());
+    for key in ["http", "https", "admin"] {
+        config["listen"][key] = Value::from("127.0.0.1:0");
     }
-    config["tls"]["certs"] = Value::from(common::repo().join("certs").to_str().unwrap());
+    config["tls"]["certs"] = Value::from(crate::common::repo().join("certs").to_str().unwrap());
     for (_, u) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
         u["address"] = Value::from(upstream.addr.to_string());
         u["ca"] = Value::from(ca_file.path().to_str().unwrap());
@@ -260,13 +252,10 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
     let config_path = dir.path().join("signpost.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
     let log_path = dir.path().join("signpost.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let mut gw = Gateway::spawn(
         config_path,
         tempfile::tempdir().unwrap(),
-        listeners,
-        Stdio::from(log),
-        "info",
+        Log::File(&log_path, "info"),
     );
 
     const SECRETS: [&str; 5] = [

@@ -2,14 +2,12 @@
 //! upstream closed, silent and broken upstreams. Each upstream speaks raw HTTP/1.1 so it can
 //! misbehave exactly as the test needs.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use crate::common::Gateway;
 use serde_yaml::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,7 +52,7 @@ async fn scripted_upstream(
                     let head: Vec<u8> = buf.drain(..end).collect();
                     let head = String::from_utf8_lossy(&head).into_owned();
                     // Read past a Content-Length body, so the next head starts where it should.
-                    let length = common::content_length(&head).unwrap_or(0);
+                    let length = crate::common::content_length(&head).unwrap_or(0);
                     while buf.len() < length {
                         let mut piece = [0u8; 4096];
                         match tcp.read(&mut piece).await {
@@ -87,9 +85,12 @@ async fn scripted_upstream(
     (addr, count)
 }
 
-/// The example config with the `api` upstream at `addr` over plain HTTP, read timeout 1 s.
+/// The example config with the `api` upstream at `addr` over plain HTTP, read timeout 1 s,
+/// and one worker thread: idle upstream connections are pooled per thread, and the retry
+/// tests need the next request to meet the connection the last one left.
 fn gateway_for(addr: SocketAddr) -> Gateway {
     Gateway::start_with(|config, _| {
+        config["server"]["threads"] = Value::from(1);
         let api = &mut config["upstreams"]["api"];
         api["url"] = Value::from("http://api.flexhrm.com");
         api["address"] = Value::from(addr.to_string());
@@ -244,8 +245,7 @@ async fn ambiguous_upstream_framing_is_a_502() {
     assert_upstream_errors(&gw, "invalid_response", 1.0, "");
 }
 
-/// The two forward paths: a bodiless GET (the front door's own client) and a POST with a
-/// body (pingora's proxy).
+/// A bodiless request and one with a body.
 const METHODS: [reqwest::Method; 2] = [reqwest::Method::GET, reqwest::Method::POST];
 
 fn request(gw: &Gateway, method: &reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -337,7 +337,7 @@ async fn only_idempotent_requests_on_stale_connections_are_retried_once() {
         let req = request(&gw, &method, "v1/x");
         async move { req.send().await.unwrap().status().as_u16() }
     };
-    // PUT (idempotent, through the proxy): the stale connection is retried on a new one.
+    // PUT (idempotent, its body whole in hand): the stale connection is retried on a new one.
     assert_eq!(send(reqwest::Method::PUT).await, 200);
     assert_eq!(send(reqwest::Method::PUT).await, 200);
     assert_eq!(count.load(Ordering::SeqCst), 3, "PUT: one retry, not more");
@@ -371,8 +371,8 @@ async fn only_idempotent_requests_on_stale_connections_are_retried_once() {
 /// reaches it (the TLS handshake fails before any request byte).
 #[tokio::test]
 async fn upstream_certificate_for_another_name_is_a_502() {
-    let ca = common::TestCa::new();
-    let upstream = common::Upstream::start(&ca, &["not-api.example.org"]).await;
+    let ca = crate::common::TestCa::new();
+    let upstream = crate::common::Upstream::start(&ca, &["not-api.example.org"]).await;
     let gw = Gateway::start_example(Some((&upstream, &ca)));
     for method in METHODS {
         let url = gw.url("https://exempel.com/HRM/API/v1/x");

@@ -8,15 +8,13 @@
 //! runtimes. A client whose runtime is absent is skipped with a message. The tables are printed
 //! and written to `target/tmp/client-matrix.md` (the README shows them).
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, Gateway, TestCa, Upstream, UPSTREAM_BODY};
+use crate::common::{free_port, repo, Gateway, TestCa, Upstream, UPSTREAM_BODY};
 use serde_yaml::Value;
 
 const NEW_HOSTS: [&str; 4] = [
@@ -337,7 +335,7 @@ fn python_venv() -> Result<PathBuf, String> {
 fn verdict(
     route: &Route,
     answer: Result<(u16, String), String>,
-    seen: &[common::Seen],
+    seen: &[crate::common::Seen],
 ) -> (bool, String) {
     let arrived = seen
         .iter()
@@ -477,6 +475,7 @@ fn table(title: &str, rows: &[Vec<(bool, String)>]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_reach_the_new_endpoints_through_signpost() {
+    let _alone = crate::common::alone();
     let ca = TestCa::new();
     let up = Upstream::start(&ca, &NEW_HOSTS).await;
     let new_port = up.addr.port();

@@ -1,0 +1,20 @@
+//! Signpost's integration tests: the real binary on free loopback ports, real clients, real
+//! upstream stand-ins. One test binary (the proxy is linked once), one module per concern, all
+//! sharing the harness in [`common`].
+
+mod common;
+
+mod admin_surface;
+mod census;
+mod cli;
+mod client_matrix;
+mod deploy;
+mod gateway;
+mod hostile_requests;
+mod no_open_redirect;
+mod operator_faults;
+mod phases;
+mod reload;
+mod shutdown;
+mod stragglers_page;
+mod upstream_faults;
