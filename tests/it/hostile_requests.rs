@@ -393,11 +393,11 @@ async fn http2_continuation_flood_is_cut_off() {
     let goaway = raw_h2::frames(&answer)
         .0
         .into_iter()
-        .find(|(kind, ..)| *kind == raw_h2::GOAWAY)
-        .map_or("none seen".to_owned(), |(.., payload)| {
+        .find(|frame| frame.kind == raw_h2::GOAWAY)
+        .map_or("none seen".to_owned(), |frame| {
             format!(
                 "{:#x}",
-                u32::from_be_bytes(payload[4..8].try_into().unwrap())
+                u32::from_be_bytes(frame.payload[4..8].try_into().unwrap())
             )
         });
     eprintln!(

@@ -86,9 +86,17 @@ pub fn hpack_int(value: usize, n: u32, out: &mut Vec<u8>) {
     out.push(rest as u8);
 }
 
-/// The (type, flags, stream, payload) of each whole frame at the start of `bytes`, and how
-/// many bytes they took.
-pub fn frames(bytes: &[u8]) -> (Vec<(u8, u8, u32, Vec<u8>)>, usize) {
+/// A frame as received.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Each whole frame at the start of `bytes`, and how many bytes they took.
+pub fn frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while bytes.len() >= at + 9 {
@@ -178,7 +186,13 @@ impl Client {
         loop {
             let (frames, used) = frames(&self.pending);
             self.pending.drain(..used);
-            for (kind, flags, id, payload) in frames {
+            for Frame {
+                kind,
+                flags,
+                stream: id,
+                payload,
+            } in frames
+            {
                 match kind {
                     SETTINGS if flags & 1 == 0 => {
                         self.send(&frame(SETTINGS, 1, 0, &[])).await;
