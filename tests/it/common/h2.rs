@@ -105,12 +105,12 @@ pub fn frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
             break;
         }
         let stream = u32::from_be_bytes(bytes[at + 5..at + 9].try_into().unwrap()) & 0x7fff_ffff;
-        out.push((
-            bytes[at + 3],
-            bytes[at + 4],
+        out.push(Frame {
+            kind: bytes[at + 3],
+            flags: bytes[at + 4],
             stream,
-            bytes[at + 9..at + 9 + len].to_vec(),
-        ));
+            payload: bytes[at + 9..at + 9 + len].to_vec(),
+        });
         at += 9 + len;
     }
     (out, at)
