@@ -81,8 +81,9 @@ impl Gateway {
     }
 
     /// The request head's framing checks; and a body declared empty must be empty: pingora
-    /// does not read the body of a request whose `content-length` is `0`, so a DATA frame
-    /// behind it would otherwise go unnoticed (h2 refuses the stream once the data is read).
+    /// takes a `content-length` of `0` for the end of the body and never reads on, so a DATA
+    /// frame behind it could be forwarded as an empty body before h2 refuses the stream. So
+    /// such a body is read here, to its end: h2 refuses data beyond the declared length.
     async fn check(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), Refusal> {
         let head = session.req_header();
         let headers = head
@@ -90,7 +91,7 @@ impl Gateway {
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
         let framing = body_framing(headers, Version::HTTP_2)?;
-        if framing == BodyFraming::Length(0) && !session.is_body_done() {
+        if framing == BodyFraming::Length(0) {
             let deadline = tokio::time::Instant::from_std(ctx.body_deadline);
             let mismatch = Refusal::bad("the body is longer than its content-length");
             match tokio::time::timeout_at(deadline, session.read_request_body()).await {

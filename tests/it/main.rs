@@ -11,6 +11,7 @@ mod client_matrix;
 mod deploy;
 mod gateway;
 mod hostile_requests;
+mod hygiene;
 mod no_open_redirect;
 mod operator_faults;
 mod phases;

@@ -167,16 +167,21 @@ impl Client {
 
     /// Sends a request's HEADERS (and DATA, if any) on `stream`.
     pub async fn request(&mut self, stream: u32, fields: &[(&str, &str)], body: Option<&[u8]>) {
-        let mut bytes = frame(
-            HEADERS,
-            END_HEADERS | if body.is_none() { END_STREAM } else { 0 },
-            stream,
-            &header_block(fields),
-        );
+        self.headers(stream, fields, body.is_none()).await;
         if let Some(body) = body {
-            bytes.extend(frame(DATA, END_STREAM, stream, body));
+            self.data(stream, body, true).await;
         }
-        self.send(&bytes).await;
+    }
+
+    pub async fn headers(&mut self, stream: u32, fields: &[(&str, &str)], end_stream: bool) {
+        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
+        self.send(&frame(HEADERS, flags, stream, &header_block(fields)))
+            .await;
+    }
+
+    pub async fn data(&mut self, stream: u32, data: &[u8], end_stream: bool) {
+        let flags = if end_stream { END_STREAM } else { 0 };
+        self.send(&frame(DATA, flags, stream, data)).await;
     }
 
     /// Reads frames until `stream` ends, the connection ends, or `within` passes.
