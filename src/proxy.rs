@@ -232,8 +232,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if Instant::now() > ctx.body_deadline {
-            return Error::e_explain(ReadTimedout, "the request body did not arrive in time")
-                .map_err(|e| e.into_down());
+            return Error::e_explain(HTTPStatus(408), "the request body did not arrive in time");
         }
         Ok(())
     }

@@ -75,6 +75,9 @@ impl Setup {
             config["listen"][key] = Value::from("127.0.0.1:0");
         }
         config["tls"]["certs"] = Value::from("certs");
+        for (_, upstream) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+            upstream["address"] = Value::from(crate::common::closed_port().to_string());
+        }
         config["vars"]["timeclock"] = Value::from(target);
         config
     }

@@ -43,6 +43,9 @@ impl Setup {
             config["listen"][listener] = Value::from("127.0.0.1:0");
         }
         config["tls"]["certs"] = Value::from(self.dir.path().join("certs").to_str().unwrap());
+        for (_, upstream) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+            upstream["address"] = Value::from(crate::common::closed_port().to_string());
+        }
         config["vars"]["timeclock"] = Value::from(target);
         serde_yaml::to_string(&config).unwrap()
     }

@@ -47,7 +47,9 @@ impl Gateway {
         })
     }
 
-    /// Starts the example config after `patch` has changed it.
+    /// Starts the example config after `patch` has changed it. Until a test points them
+    /// elsewhere, the upstreams are a closed local port: no test depends on the real new
+    /// domains (or on their names failing to resolve), and a forward nobody set up is refused.
     pub fn start_with(patch: impl FnOnce(&mut Value, &Path)) -> Self {
         let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
         let mut config: Value = serde_yaml::from_str(&text).unwrap();
@@ -56,6 +58,9 @@ impl Gateway {
             config["listen"][listener] = Value::from("127.0.0.1:0");
         }
         config["tls"]["certs"] = Value::from(repo().join("certs").to_str().unwrap());
+        for (_, upstream) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+            upstream["address"] = Value::from(super::closed_port().to_string());
+        }
         patch(&mut config, dir.path());
         let path = dir.path().join("signpost.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();

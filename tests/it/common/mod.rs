@@ -51,9 +51,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A loopback address where nothing listens: connections to it are refused.
+/// A loopback address where nothing listens: connections to it are refused. It is on
+/// 127.0.0.2, where no test listens, so no other test can take the port meanwhile.
 pub fn closed_port() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
     listener.local_addr().unwrap()
 }
 

@@ -1,0 +1,149 @@
+//! Deadlines that hold whatever a client does (here `server.header_timeout: 1s`,
+//! `server.body_timeout: 2s`): a connection that sends nothing, stalls in its TLS handshake
+//! or never sends its HTTP/2 preface is closed at the header deadline, not held for the idle
+//! time; a request body that trickles is cut at the body deadline, on either HTTP version.
+
+use std::time::{Duration, Instant};
+
+use serde_yaml::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::h2 as raw_h2;
+use crate::common::raw::{End, Raw};
+use crate::common::{Gateway, TestCa, Upstream};
+
+async fn gateway() -> (Gateway, Upstream) {
+    let ca = TestCa::new();
+    let up = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_with(|config, dir| {
+        crate::common::gateway::point_upstreams_at(config, dir, up.addr, &ca);
+        config["server"]["header_timeout"] = Value::from("1s");
+        config["server"]["body_timeout"] = Value::from("2s");
+    });
+    (gw, up)
+}
+
+/// How long after `started` the server closed `tcp` (reading and dropping what it sends);
+/// `None` if it was still open after 10 s.
+async fn closed_after(mut tcp: impl AsyncReadExt + Unpin, started: Instant) -> Option<Duration> {
+    let mut sink = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .ok()
+        .map(|_| started.elapsed())
+}
+
+/// Idle connections of four kinds: plain ones that send nothing, TLS ones that send nothing,
+/// TLS ones that stop after the first bytes of a ClientHello, and HTTP/2 ones that finish
+/// the handshake and never send their preface. All are closed at the header deadline (1 s),
+/// while an ordinary client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_are_closed_at_the_header_deadline() {
+    let (gw, _up) = gateway().await;
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    for kind in ["plain", "tls silent", "tls half a hello", "h2 no preface"] {
+        for _ in 0..25 {
+            let (http, https) = (gw.http, gw.https);
+            waits.push(tokio::spawn(async move {
+                let closed = match kind {
+                    "plain" => closed_after(TcpStream::connect(http).await.unwrap(), started).await,
+                    "tls silent" => {
+                        closed_after(TcpStream::connect(https).await.unwrap(), started).await
+                    }
+                    "tls half a hello" => {
+                        let mut tcp = TcpStream::connect(https).await.unwrap();
+                        // A handshake record header announcing 200 bytes, then nothing.
+                        tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8])
+                            .await
+                            .unwrap();
+                        closed_after(tcp, started).await
+                    }
+                    _ => {
+                        closed_after(raw_h2::tls(https, "acme.flexhosting.se").await, started).await
+                    }
+                };
+                (kind, closed)
+            }));
+        }
+    }
+    let resp = gw.get("http://acme.flexhosting.se/Timeclock").await;
+    assert_eq!(resp.status(), 307, "others are served meanwhile");
+    for wait in waits {
+        let (kind, closed) = wait.await.unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{kind}: still open after 10 s"));
+        assert!(
+            closed >= Duration::from_millis(900) && closed < Duration::from_secs(4),
+            "{kind}: closed after {closed:?}, the header deadline is 1 s"
+        );
+    }
+}
+
+/// A body that trickles in (10 bytes, then one every 300 ms, of 100 announced) is cut at the
+/// body deadline (2 s): a forward is answered `408` and closed, an answered request's
+/// connection is closed after its answer, and over HTTP/2 the stream is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_cut_at_the_body_deadline() {
+    let (gw, _up) = gateway().await;
+    for (path, first_status) in [("/HRM/API/v1/upload", 408), ("/Timeclock/X", 307)] {
+        let started = Instant::now();
+        let mut conn = Raw::connect(gw.http).await;
+        conn.send(format!("POST {path} HTTP/1.1\r\nHost: acme.flexhosting.se\r\nContent-Length: 100\r\n\r\n0123456789").as_bytes()).await;
+        let trickle = async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if !conn.send(b"x").await {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(3), trickle)
+            .await
+            .ok();
+        let resp = conn.response(Duration::from_secs(5), false).await;
+        let resp = resp.unwrap_or_else(|| panic!("{path}: no answer"));
+        assert_eq!(resp.status, first_status, "{path}: {}", resp.head);
+        assert_ne!(conn.end(Duration::from_secs(5)).await, End::Open, "{path}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "{path}: the connection lasted {took:?} with a 2 s body deadline"
+        );
+    }
+
+    let mut client = raw_h2::Client::connect(gw.https, "acme.flexhosting.se").await;
+    let fields = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "acme.flexhosting.se"),
+        (":path", "/HRM/API/v1/upload"),
+        ("content-length", "100"),
+    ];
+    let started = Instant::now();
+    client.headers(1, &fields, false).await;
+    client.data(1, b"0123456789", false).await;
+    let trickle = async {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.data(1, b"x", false).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), trickle)
+        .await
+        .ok();
+    let end = client.end_of(1, Duration::from_secs(10)).await;
+    assert!(end.refused(), "HTTP/2: {end:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "HTTP/2: {end:?}"
+    );
+}
