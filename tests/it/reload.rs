@@ -9,6 +9,7 @@ use serde_yaml::Value;
 
 const A: &str = "timeclock-a.flexhrm.com";
 const B: &str = "timeclock-b.flexhrm.com";
+const C: &str = "timeclock-c.flexhrm.com";
 const URL: &str = "http://acme.flexhosting.se/Timeclock/Entre";
 
 /// How a new config reaches the watched folder.
@@ -21,6 +22,9 @@ enum Write {
     /// Kubernetes ConfigMap: `signpost.yaml -> ..data/signpost.yaml`, `..data -> ..vN`,
     /// and an update re-points `..data`.
     SymlinkSwap,
+    /// An edit by rename inside the folder `..data` leads to now (someone editing a
+    /// ConfigMap's files in place, or a sidecar that does).
+    RenameInTarget,
 }
 
 struct Setup {
@@ -89,6 +93,12 @@ impl Setup {
                 if !path.exists() {
                     std::os::unix::fs::symlink("..data/signpost.yaml", &path).unwrap();
                 }
+            }
+            Write::RenameInTarget => {
+                let target = self.dir.path().join(format!("..v{}", self.version));
+                let tmp = target.join(".signpost.yaml.swp");
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(&tmp, target.join("signpost.yaml")).unwrap();
             }
         }
     }
@@ -160,6 +170,29 @@ async fn reload_by_rename_under_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_by_configmap_symlink_swap_under_traffic() {
     reload_under_traffic(Write::SymlinkSwap).await;
+}
+
+/// After a ConfigMap's `..data` swap, the watcher follows the new target: an edit by rename
+/// inside it is served, and so on across further swaps (the watch once stayed on the first
+/// target, and such edits were never seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_inside_the_target_of_a_swapped_configmap_are_seen() {
+    let (gw, mut setup) = Setup::new().start(Write::SymlinkSwap, A);
+    for (i, (how, target)) in [
+        (Write::SymlinkSwap, B),
+        (Write::RenameInTarget, C),
+        (Write::RenameInTarget, A),
+        (Write::SymlinkSwap, B),
+        (Write::RenameInTarget, C),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = setup.config_text(target);
+        setup.write(how, &text);
+        let took = time_until_served(&gw, target, Duration::from_secs(5)).await;
+        eprintln!("step {i}: {how:?} served after {took:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
