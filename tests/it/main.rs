@@ -10,6 +10,7 @@ mod cli;
 mod client_matrix;
 mod deadlines;
 mod deploy;
+mod dot_segments;
 mod explain_agrees;
 mod gateway;
 mod hostile_requests;
