@@ -5,6 +5,7 @@
 //! [`route`]) → action (redirect | forward | gone) → response ([`proxy`]). Configs are loaded
 //! and compiled by [`config`]; `explain` and `test` ([`explain`]) share [`route`] with the server.
 
+pub mod action;
 pub mod admin;
 pub mod config;
 pub mod explain;

@@ -25,9 +25,10 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::protocol::answer::{Answer, Outcome};
+use crate::action::{ForwardPlan, Outcome};
+use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
-use crate::protocol::forward::{forwarded_headers, ForwardPlan, Hop};
+use crate::protocol::forward::{forwarded_headers, Hop};
 use crate::protocol::hygiene::{body_framing, BodyFraming, Deadlines, Refusal};
 use crate::report::{Finished, Recorder};
 use crate::route::{route, Labels, Request, Scheme};

@@ -12,29 +12,14 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
+use crate::protocol::host::{self, BadHost};
 use crate::protocol::path::normalize;
-use crate::table::host::{self, BadHost};
+pub use crate::protocol::Scheme;
 use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
 use crate::table::{Action, Forward, Phase, PhasePlan, Redirect, Rule, Table, Tenant};
 use crate::upstream::Upstream;
 use jiff::Timestamp;
-
-/// How the request reached Signpost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
 
 /// The parts of a request that routing looks at.
 #[derive(Debug, Clone, Copy)]
@@ -303,7 +288,7 @@ pub fn choose_branch(req: &Request<'_>) -> Branch {
 /// The host a request names: its absolute-form authority or its `Host` header, which must
 /// agree when both are present (a proxy in front must not see one tenant while Signpost
 /// serves another).
-fn request_host(req: &Request<'_>) -> Result<crate::table::host::NormalHost, &'static str> {
+fn request_host(req: &Request<'_>) -> Result<host::NormalHost, &'static str> {
     let bad = |e: BadHost| match e {
         BadHost::Empty => "the Host header is empty",
         BadHost::Invalid => "the host is not a valid name",

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::protocol::answer::{Answer, Outcome};
+use crate::action::{ForwardPlan, Outcome};
+use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
-use crate::protocol::forward::{forwarded_headers, ForwardPlan, Hop};
+use crate::protocol::forward::{forwarded_headers, Hop};
 use crate::protocol::hygiene::{body_framing, BodyFraming, Refusal};
 use crate::route::{route, Labels, Request as Routable, Scheme};
 use crate::table::Table;

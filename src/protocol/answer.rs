@@ -12,10 +12,9 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::date::get_cached_date;
 
 use super::failure::UpstreamFailure;
-use super::forward::{ForwardPlan, SignalHeaders};
+use super::forward::SignalHeaders;
 use super::hygiene::Refusal;
-use crate::route::Decision;
-use crate::table::Signals;
+use super::write_header;
 
 /// A response Signpost writes itself.
 #[derive(Debug)]
@@ -35,42 +34,24 @@ enum Body {
     Text(String),
 }
 
-/// What a routed request becomes: an answer, or a forward to make.
-#[derive(Debug)]
-pub enum Outcome {
-    Answer(Answer),
-    Forward(ForwardPlan),
-}
-
-impl Outcome {
-    /// The one mapping from a routing decision to what the client gets, for both doors.
-    /// `signals` are the tenant's deprecation headers, if it has any.
-    pub fn of(decision: Decision<'_>, signals: Option<&Signals>) -> Self {
-        Outcome::Answer(match decision {
-            Decision::Redirect { status, location } => Answer {
-                signals: signals.and_then(|s| SignalHeaders::new(s, &location)),
-                location: Some(location),
-                ..Answer::empty(status)
-            },
-            Decision::Gone { page } => Answer {
-                body: Body::Html(page.clone()),
-                ..Answer::empty(StatusCode::GONE)
-            },
-            Decision::Reject { status, why } => Answer::reject(status, why),
-            Decision::Forward { upstream, path } => {
-                let signals = signals
-                    .and_then(|s| SignalHeaders::new(s, &format!("{}{}", upstream.origin, path)));
-                return Outcome::Forward(ForwardPlan {
-                    upstream: upstream.clone(),
-                    target: path,
-                    signals,
-                });
-            }
-        })
-    }
-}
-
 impl Answer {
+    /// A redirect to `location`, with the tenant's signalling headers if it has any.
+    pub fn redirect(status: StatusCode, location: String, signals: Option<SignalHeaders>) -> Self {
+        Self {
+            location: Some(location),
+            signals,
+            ..Self::empty(status)
+        }
+    }
+
+    /// `410` with this HTML page.
+    pub fn gone(page: Bytes) -> Self {
+        Self {
+            body: Body::Html(page),
+            ..Self::empty(StatusCode::GONE)
+        }
+    }
+
     fn empty(status: StatusCode) -> Self {
         Self {
             status,
@@ -133,21 +114,21 @@ impl Answer {
         match content {
             None => out.extend_from_slice(b"Content-Length: 0\r\n"),
             Some((content_type, body)) => {
-                header(out, b"Content-Type", content_type.as_bytes());
-                header(out, b"Content-Length", body.len().to_string().as_bytes());
-                header(out, b"Cache-Control", b"no-store");
+                write_header(out, b"Content-Type", content_type.as_bytes());
+                write_header(out, b"Content-Length", body.len().to_string().as_bytes());
+                write_header(out, b"Cache-Control", b"no-store");
             }
         }
         if let Some(location) = &self.location {
-            header(out, b"Location", location.as_bytes());
+            write_header(out, b"Location", location.as_bytes());
         }
         for (name, value) in self.signals.iter().flat_map(SignalHeaders::entries) {
-            header(out, name.as_bytes(), value.as_bytes());
+            write_header(out, name.as_bytes(), value.as_bytes());
         }
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
-        header(out, b"Date", get_cached_date().as_bytes());
+        write_header(out, b"Date", get_cached_date().as_bytes());
         out.extend_from_slice(b"\r\n");
         if let (Some((_, body)), false) = (content, head_only) {
             out.extend_from_slice(body);
@@ -183,14 +164,6 @@ impl Answer {
             Body::Text(text) => Some(Bytes::copy_from_slice(text.as_bytes())),
         }
     }
-}
-
-#[inline]
-pub(crate) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -9,14 +9,11 @@
 //! the upstream's and `X-Forwarded-For`/`-Proto`/`-Host` are set from the connection.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::route::Scheme;
-use crate::table::Signals;
-use crate::upstream::Upstream;
+use super::{write_header, Scheme};
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), in either direction.
 pub const HOP_BY_HOP: [&str; 7] = [
@@ -28,16 +25,6 @@ pub const HOP_BY_HOP: [&str; 7] = [
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Where a routed request is forwarded, decided once per request.
-#[derive(Debug)]
-pub struct ForwardPlan {
-    pub upstream: Arc<Upstream>,
-    /// Upstream request target: path and query.
-    pub target: String,
-    /// Deprecation headers for the response, when the tenant has any.
-    pub signals: Option<SignalHeaders>,
-}
 
 /// What Signpost tells the upstream about the request, beside the client's own headers.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +106,7 @@ pub fn is_forwarding_claim(name: &[u8]) -> bool {
 /// Serialises headers for an HTTP/1 request head.
 impl HeadSink for Vec<u8> {
     fn header(&mut self, name: &[u8], value: &[u8]) {
-        super::answer::header(self, name, value);
+        write_header(self, name, value);
     }
 }
 
@@ -146,11 +133,15 @@ pub struct SignalHeaders {
 }
 
 impl SignalHeaders {
-    /// `None` when the tenant has no dates to signal.
-    pub fn new(signals: &Signals, successor: &str) -> Option<Self> {
-        (!signals.is_empty()).then(|| Self {
-            deprecation: signals.deprecation.clone(),
-            sunset: signals.sunset.clone(),
+    /// `None` when there is no date to signal.
+    pub fn new(
+        deprecation: Option<&HeaderValue>,
+        sunset: Option<&HeaderValue>,
+        successor: &str,
+    ) -> Option<Self> {
+        (deprecation.is_some() || sunset.is_some()).then(|| Self {
+            deprecation: deprecation.cloned(),
+            sunset: sunset.cloned(),
             link: HeaderValue::try_from(format!("<{successor}>; rel=\"successor-version\"")).ok(),
         })
     }

@@ -5,8 +5,8 @@
 //! server ([`crate::proxy`]). They move bytes differently, but every rule lives here once and
 //! both call it, so a request is held to the same rules whichever door it came through:
 //!
-//! - [`hygiene`]: the checks on a request head (framing, size, deadlines), and [`path`]: its
-//!   path with dot segments resolved, before anything is routed or forwarded;
+//! - [`hygiene`]: the checks on a request head (framing, size, deadlines); [`host`] and
+//!   [`path`]: its host and its path as routing reads them (dot segments resolved);
 //! - [`answer`]: every response Signpost writes itself (redirect, `410`, reject, upstream
 //!   failure), rendered for either door;
 //! - [`forward`]: which of a client's headers cross to an upstream, what Signpost adds, and the
@@ -19,5 +19,31 @@ pub mod answer;
 pub mod chunked;
 pub mod failure;
 pub mod forward;
+pub mod host;
 pub mod hygiene;
 pub mod path;
+
+/// How the request reached Signpost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Appends one HTTP/1 header line.
+#[inline]
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}

@@ -256,7 +256,7 @@ fn valid_authority(authority: &str) -> bool {
         None => (authority, None),
     };
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    port_ok && super::host::valid_name(host)
+    port_ok && crate::protocol::host::valid_name(host)
 }
 
 #[cfg(test)]

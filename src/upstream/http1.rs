@@ -20,11 +20,11 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::Conn;
-use crate::protocol::answer::header;
 use crate::protocol::chunked::ChunkScanner;
 use crate::protocol::failure::UpstreamFailure;
 use crate::protocol::forward::HOP_BY_HOP;
 use crate::protocol::hygiene::parse_length;
+use crate::protocol::write_header;
 
 /// Response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -190,7 +190,7 @@ pub fn parse_response(
                 .iter()
                 .any(|(e, _)| name.eq_ignore_ascii_case(e));
         if !dropped {
-            header(out, name.as_bytes(), h.value);
+            write_header(out, name.as_bytes(), h.value);
         }
     }
     match framing {
@@ -201,7 +201,7 @@ pub fn parse_response(
         _ => {}
     }
     for (name, value) in expect.extra {
-        header(out, name.as_bytes(), value);
+        write_header(out, name.as_bytes(), value);
     }
     out.extend_from_slice(b"\r\n");
     Ok(Parsed::Final(ResponseHead {

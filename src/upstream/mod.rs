@@ -76,7 +76,7 @@ pub fn parse_origin(url: &str) -> Result<Origin, UpstreamError> {
         return Err(bad());
     }
     let host = authority.host().to_ascii_lowercase();
-    if !crate::table::host::valid_name(&host) {
+    if !crate::protocol::host::valid_name(&host) {
         return Err(bad());
     }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
