@@ -2,10 +2,12 @@
 //! door on the http and https ones, the admin listener, and the background tasks (reload
 //! watcher, SIGHUP, census, DNS).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -18,7 +20,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::config;
+use crate::config::{self, Settings};
 use crate::front::{Front, Tls};
 use crate::listen;
 use crate::protocol::hygiene::MAX_HEAD;
@@ -28,7 +30,7 @@ use crate::report::census::{Census, CensusWorker};
 use crate::report::metrics::Metrics;
 use crate::report::Recorder;
 use crate::resolver::resolve_forever;
-use crate::tls::CertResolver;
+use crate::tls::{CertResolver, CertStore};
 
 /// How long pingora waits for runtimes to wind down after the grace period.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
@@ -51,26 +53,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let live = Live::new(config_path, config, metrics.clone());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone());
 
-    let threads = settings
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let conf = ServerConf {
-        threads,
-        grace_period_seconds: Some(settings.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
-        upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
-        // Tries per request, the first included: a retry happens at most once, and only where
-        // pingora allows one (an idempotent request on a kept-alive connection that failed).
-        max_retries: 2,
-        ..ServerConf::default()
-    };
-    let opt = Opt {
-        upgrade,
-        ..Opt::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
-    server.bootstrap();
-
+    let mut server = pingora_server(&settings, upgrade);
     let final_census = census.clone();
     let recorder = Arc::new(Recorder {
         metrics,
@@ -81,26 +64,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         deadlines: settings.deadlines,
     };
-    let mut h2 = HttpProxy::new(gateway, server.configuration.clone());
-    h2.handle_init_modules();
-    let mut h2_options = default_h2_options();
-    h2_options.max_header_list_size(MAX_HEAD as u32);
-    h2.h2_options = Some(h2_options);
-    let mut h2_server = HttpServerOptions::default();
-    h2_server.h2_idle_timeout = Some(settings.deadlines.idle);
-    h2.server_options = Some(h2_server);
+    let h2 = http2_door(gateway, &server, &settings);
     let tls = match (bound.https, &live.certs) {
-        (Some(listener), Some(store)) => {
-            let mut tls = TlsSettings::intermediate("", "")?;
-            tls.set_cert_resolver(Arc::new(CertResolver {
-                store: store.clone(),
-            }));
-            tls.enable_h2();
-            Some(Tls {
-                listener,
-                acceptor: tls.build(),
-            })
-        }
+        (Some(listener), Some(store)) => Some(tls(listener, store)?),
         _ => None,
     };
     let draining = Arc::new(AtomicBool::new(false));
@@ -132,7 +98,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         service.threads = Some(1);
         server.add_service(service).add_dependency(&handover);
     }
-    let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(
         http = show(bound.http),
         https = show(bound.https),
@@ -150,6 +116,59 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     // Every worker has stopped: requests that finished during the grace period are counted too.
     final_census.flush();
     Ok(())
+}
+
+/// pingora's server, its sockets inherited from a running instance when `upgrade`.
+fn pingora_server(settings: &Settings, upgrade: bool) -> Server {
+    let threads = settings
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        upgrade_sock: settings.upgrade_sock.to_string_lossy().into_owned(),
+        // Tries per request on the HTTP/2 door, the first included: a retry happens at most
+        // once, and only where pingora allows one (an idempotent request on a kept-alive
+        // connection that failed).
+        max_retries: 2,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+    server
+}
+
+/// pingora's HTTP/2 server with Signpost's proxy logic, its header-list limit the same as
+/// the HTTP/1 head limit, and idle connections closed after the keep-alive time.
+fn http2_door(gateway: Gateway, server: &Server, settings: &Settings) -> HttpProxy<Gateway> {
+    let mut h2 = HttpProxy::new(gateway, server.configuration.clone());
+    h2.handle_init_modules();
+    let mut options = default_h2_options();
+    options.max_header_list_size(MAX_HEAD as u32);
+    h2.h2_options = Some(options);
+    let mut server_options = HttpServerOptions::default();
+    server_options.h2_idle_timeout = Some(settings.deadlines.idle);
+    h2.server_options = Some(server_options);
+    h2
+}
+
+/// The https listener's TLS: certificates chosen by SNI from `store`, ALPN `h2` and
+/// `http/1.1`.
+fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
+    let mut tls = TlsSettings::intermediate("", "")?;
+    tls.set_cert_resolver(Arc::new(CertResolver {
+        store: store.clone(),
+    }));
+    tls.enable_h2();
+    Ok(Tls {
+        listener,
+        acceptor: tls.build(),
+    })
 }
 
 /// Everything that runs beside the proxy, stopped by pingora's shutdown watch.

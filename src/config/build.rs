@@ -63,139 +63,11 @@ pub fn build(
         problems: Vec::new(),
         upstreams: BTreeMap::new(),
     };
-    let root = YamlPath::root();
-
-    if main.listen.http.is_none() && main.listen.https.is_none() {
-        b.problem(0, root.key("listen"), Problem::NoListener);
-    }
-    if main.listen.https.is_some() && main.tls.is_none() {
-        b.problem(0, root.key("listen").key("https"), Problem::HttpsWithoutTls);
-    }
-    let certs = main
-        .tls
-        .as_ref()
-        .and_then(|tls| match CertStore::load(&base.join(&tls.certs)) {
-            Ok(store) => Some(store),
-            Err(errors) => {
-                for e in errors {
-                    b.problem(0, root.key("tls").key("certs"), Problem::Tls(e));
-                }
-                None
-            }
-        });
-    for name in main.vars.keys().filter(|n| !is_name(n)) {
-        b.problem(
-            0,
-            root.key("vars").key(name),
-            Problem::VarName(name.clone()),
-        );
-    }
-    for (name, up) in &main.upstreams {
-        b.upstream(name, up, base, previous);
-    }
-
-    // Profiles from the main file and every included file; names are global.
-    let mut profiles: HashMap<&str, ProfileSource<'_>> = HashMap::new();
-    let all_profiles =
-        std::iter::once((0, &main.profiles)).chain(includes.iter().map(|(s, f)| (*s, &f.profiles)));
-    for (src, map) in all_profiles {
-        for (name, file) in map {
-            let path = root.key("profiles").key(name);
-            if let Some(first) = profiles.get(name.as_str()) {
-                let other = sources[first.src].path.display().to_string();
-                b.problem(
-                    src,
-                    path,
-                    Problem::DuplicateProfile {
-                        name: name.clone(),
-                        other,
-                    },
-                );
-                continue;
-            }
-            profiles.insert(
-                name,
-                ProfileSource {
-                    src,
-                    path,
-                    file,
-                    compiled: None,
-                },
-            );
-        }
-    }
-    let global = |name: &str| main.vars.get(name).map(String::as_str);
-    for (name, p) in profiles.iter_mut() {
-        p.compiled = b
-            .profile(name, p.src, &p.path, p.file, &global)
-            .map(Arc::new);
-    }
-
+    let certs = b.process(main, base, previous);
+    let profiles = b.profiles(main, includes);
     let all_tenants =
         std::iter::once((0, &main.tenants)).chain(includes.iter().map(|(s, f)| (*s, &f.tenants)));
-    // Everything sized up front: a tenant is a few hundred bytes, and growing the vector
-    // copied all of them (100 000 in a large fleet) several times over, into fresh pages.
-    let count = all_tenants.clone().map(|(_, list)| list.len()).sum();
-    let host_count = all_tenants
-        .clone()
-        .flat_map(|(_, list)| list.iter())
-        .map(|t| t.hosts.len())
-        .sum();
-    let mut hosts = HostIndex::with_capacity(host_count);
-    let mut tenants = Vec::with_capacity(count);
-    let mut host_owner: Vec<&str> = Vec::with_capacity(count);
-    let mut ids = HashSet::with_capacity_and_hasher(count, foldhash::fast::RandomState::default());
-    for (src, list) in all_tenants {
-        for (i, t) in list.iter().enumerate() {
-            let path = root.key("tenants").index(i);
-            if !is_name(&t.id) {
-                b.problem(src, path.key("id"), Problem::TenantId { id: t.id.clone() });
-            }
-            if !ids.insert(t.id.as_str()) {
-                b.problem(
-                    src,
-                    path.key("id"),
-                    Problem::DuplicateTenant { id: t.id.clone() },
-                );
-                continue;
-            }
-            let index = host_owner.len() as u32;
-            let mut ok = true;
-            for (h, host) in t.hosts.iter().enumerate() {
-                let Some(key) = index_key(host) else {
-                    b.problem(
-                        src,
-                        path.key("hosts").index(h),
-                        Problem::BadHost {
-                            tenant: t.id.clone(),
-                            host: host.clone(),
-                        },
-                    );
-                    ok = false;
-                    continue;
-                };
-                if let Some(first) = hosts.insert(key, index) {
-                    let first = host_owner[first as usize].to_owned();
-                    let problem = Problem::DuplicateHost {
-                        host: host.clone(),
-                        first,
-                        second: t.id.clone(),
-                    };
-                    b.problem(src, path.key("hosts").index(h), problem);
-                    ok = false;
-                }
-            }
-            // A failed tenant still takes its index in `host_owner`, so that the indexes in
-            // `hosts` name the right tenant in later errors; the table is discarded anyway.
-            if let Some(tenant) = b.tenant(t, src, &path, &profiles, &main.vars) {
-                if ok {
-                    tenants.push(tenant);
-                }
-            }
-            host_owner.push(&t.id);
-        }
-    }
-
+    let (hosts, tenants) = b.tenants(all_tenants, &profiles, &main.vars);
     if !b.problems.is_empty() {
         return Err(b.into_errors());
     }
@@ -205,6 +77,169 @@ pub fn build(
         upstreams: b.upstreams.into_values().collect(),
     };
     Ok((table, certs))
+}
+
+impl Builder<'_> {
+    /// What shapes the process rather than the routing: listeners, certificates, variable
+    /// names and upstreams. Returns the certificates when they load.
+    fn process(
+        &mut self,
+        main: &FileConfig,
+        base: &Path,
+        previous: Option<&Table>,
+    ) -> Option<CertStore> {
+        let root = YamlPath::root();
+        if main.listen.http.is_none() && main.listen.https.is_none() {
+            self.problem(0, root.key("listen"), Problem::NoListener);
+        }
+        if main.listen.https.is_some() && main.tls.is_none() {
+            self.problem(0, root.key("listen").key("https"), Problem::HttpsWithoutTls);
+        }
+        let certs =
+            main.tls
+                .as_ref()
+                .and_then(|tls| match CertStore::load(&base.join(&tls.certs)) {
+                    Ok(store) => Some(store),
+                    Err(errors) => {
+                        for e in errors {
+                            self.problem(0, root.key("tls").key("certs"), Problem::Tls(e));
+                        }
+                        None
+                    }
+                });
+        for name in main.vars.keys().filter(|n| !is_name(n)) {
+            let path = root.key("vars").key(name);
+            self.problem(0, path, Problem::VarName(name.clone()));
+        }
+        for (name, up) in &main.upstreams {
+            self.upstream(name, up, base, previous);
+        }
+        certs
+    }
+
+    /// Every profile of the main file and the included ones (names are global), compiled.
+    fn profiles<'a>(
+        &mut self,
+        main: &'a FileConfig,
+        includes: &'a [(usize, FileInclude)],
+    ) -> HashMap<&'a str, ProfileSource<'a>> {
+        let root = YamlPath::root();
+        let mut profiles: HashMap<&str, ProfileSource<'_>> = HashMap::new();
+        let all_profiles = std::iter::once((0, &main.profiles))
+            .chain(includes.iter().map(|(s, f)| (*s, &f.profiles)));
+        for (src, map) in all_profiles {
+            for (name, file) in map {
+                let path = root.key("profiles").key(name);
+                if let Some(first) = profiles.get(name.as_str()) {
+                    let other = self.sources[first.src].path.display().to_string();
+                    let name = name.clone();
+                    self.problem(src, path, Problem::DuplicateProfile { name, other });
+                    continue;
+                }
+                let compiled = None;
+                profiles.insert(
+                    name,
+                    ProfileSource {
+                        src,
+                        path,
+                        file,
+                        compiled,
+                    },
+                );
+            }
+        }
+        let global = |name: &str| main.vars.get(name).map(String::as_str);
+        for (name, p) in profiles.iter_mut() {
+            p.compiled = self
+                .profile(name, p.src, &p.path, p.file, &global)
+                .map(Arc::new);
+        }
+        profiles
+    }
+
+    /// Every tenant (lists with the index of the file each came from), and the index of
+    /// their host names.
+    fn tenants<'a>(
+        &mut self,
+        all_tenants: impl Iterator<Item = (usize, &'a Vec<FileTenant>)> + Clone,
+        profiles: &HashMap<&str, ProfileSource<'_>>,
+        vars: &BTreeMap<String, String>,
+    ) -> (HostIndex, Vec<Tenant>) {
+        let root = YamlPath::root();
+        // Everything sized up front: a tenant is a few hundred bytes, and growing the vector
+        // copied all of them (100 000 in a large fleet) several times over, into fresh pages.
+        let count = all_tenants.clone().map(|(_, list)| list.len()).sum();
+        let host_count = all_tenants
+            .clone()
+            .flat_map(|(_, list)| list.iter())
+            .map(|t| t.hosts.len())
+            .sum();
+        let mut hosts = HostIndex::with_capacity(host_count);
+        let mut tenants = Vec::with_capacity(count);
+        let mut host_owner: Vec<&str> = Vec::with_capacity(count);
+        let mut ids =
+            HashSet::with_capacity_and_hasher(count, foldhash::fast::RandomState::default());
+        for (src, list) in all_tenants {
+            for (i, t) in list.iter().enumerate() {
+                let path = root.key("tenants").index(i);
+                if !is_name(&t.id) {
+                    self.problem(src, path.key("id"), Problem::TenantId { id: t.id.clone() });
+                }
+                if !ids.insert(t.id.as_str()) {
+                    let problem = Problem::DuplicateTenant { id: t.id.clone() };
+                    self.problem(src, path.key("id"), problem);
+                    continue;
+                }
+                let index = host_owner.len() as u32;
+                let hosts_ok = self.hosts(t, src, &path, index, &mut hosts, &host_owner);
+                // A failed tenant still takes its index in `host_owner`, so that the indexes
+                // in `hosts` name the right tenant in later errors; the table is discarded
+                // anyway.
+                if let Some(tenant) = self.tenant(t, src, &path, profiles, vars) {
+                    if hosts_ok {
+                        tenants.push(tenant);
+                    }
+                }
+                host_owner.push(&t.id);
+            }
+        }
+        (hosts, tenants)
+    }
+
+    /// Indexes a tenant's host names; `false` if one is invalid or another tenant's.
+    fn hosts(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        index: u32,
+        hosts: &mut HostIndex,
+        host_owner: &[&str],
+    ) -> bool {
+        let mut ok = true;
+        for (h, host) in t.hosts.iter().enumerate() {
+            let at = path.key("hosts").index(h);
+            let Some(key) = index_key(host) else {
+                let problem = Problem::BadHost {
+                    tenant: t.id.clone(),
+                    host: host.clone(),
+                };
+                self.problem(src, at, problem);
+                ok = false;
+                continue;
+            };
+            if let Some(first) = hosts.insert(key, index) {
+                let problem = Problem::DuplicateHost {
+                    host: host.clone(),
+                    first: host_owner[first as usize].to_owned(),
+                    second: t.id.clone(),
+                };
+                self.problem(src, at, problem);
+                ok = false;
+            }
+        }
+        ok
+    }
 }
 
 impl Builder<'_> {
@@ -718,13 +753,27 @@ impl Builder<'_> {
         if t.phases.is_empty() && t.brownouts.is_empty() {
             return None;
         }
-        let fail = |b: &mut Self, at: YamlPath, reason| {
-            let problem = Problem::Schedule {
-                tenant: t.id.clone(),
-                reason,
-            };
-            b.problem(src, at, problem);
-        };
+        let phases = self.phases(t, src, path, vars);
+        let brownouts = self.brownouts(t, src, path, vars);
+        Some(Box::new(Schedule {
+            phases: phases.into(),
+            brownouts: brownouts.into(),
+        }))
+    }
+
+    fn schedule_problem(&mut self, t: &FileTenant, src: usize, at: YamlPath, reason: &'static str) {
+        let tenant = t.id.clone();
+        self.problem(src, at, Problem::Schedule { tenant, reason });
+    }
+
+    /// A tenant's phases, each ending at its `until` (the last may run on), in order.
+    fn phases(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Vec<Phase> {
         let mut phases = Vec::with_capacity(t.phases.len());
         let mut previous: Option<jiff::Timestamp> = None;
         for (i, p) in t.phases.iter().enumerate() {
@@ -734,81 +783,90 @@ impl Builder<'_> {
                 Some(text) => match parse_instant(text) {
                     Some(ts) => Some(ts),
                     None => {
-                        fail(self, at.key("until"), "`until` is not an RFC 3339 time");
+                        let reason = "`until` is not an RFC 3339 time";
+                        self.schedule_problem(t, src, at.key("until"), reason);
                         continue;
                     }
                 },
                 None if last => None,
                 None => {
-                    fail(self, at.clone(), "every phase but the last needs `until`");
+                    let reason = "every phase but the last needs `until`";
+                    self.schedule_problem(t, src, at, reason);
                     continue;
                 }
             };
-            if let (Some(before), Some(until)) = (previous, until) {
-                if until <= before {
-                    fail(
-                        self,
-                        at.key("until"),
-                        "phases must be in increasing `until` order",
-                    );
-                }
+            if previous
+                .zip(until)
+                .is_some_and(|(before, until)| until <= before)
+            {
+                let reason = "phases must be in increasing `until` order";
+                self.schedule_problem(t, src, at.key("until"), reason);
             }
             previous = until.or(previous);
-            let plan = match (
-                &p.rules,
-                p.redirect.is_some() || p.forward.is_some() || p.gone.is_some(),
-            ) {
-                (Some(rules), false) if rules == "profile" => Some(PhasePlan::Rules),
-                (Some(_), false) => {
-                    fail(self, at.key("rules"), "`rules` can only be `profile`");
-                    None
-                }
-                (Some(_), true) => {
-                    fail(
-                        self,
-                        at.clone(),
-                        "a phase has `rules` or one action, not both",
-                    );
-                    None
-                }
-                (None, _) => {
-                    let name = format!("phase-{}", i + 1);
-                    let action = self.action(
-                        &name,
-                        (&p.redirect, &p.forward, &p.gone),
-                        &[],
-                        src,
-                        &at,
-                        vars,
-                    );
-                    action.map(|action| {
-                        PhasePlan::All(Rule {
-                            name: name.as_str().into(),
-                            kind: p.kind.as_deref().unwrap_or("phase").into(),
-                            action,
-                            redact: Box::default(),
-                        })
-                    })
-                }
-            };
-            if let Some(plan) = plan {
+            if let Some(plan) = self.phase_plan(t, i, src, &at, vars) {
                 phases.push(Phase { until, plan });
             }
         }
+        phases
+    }
+
+    /// What phase `i` does: the tenant's rules as configured, or one action for everything.
+    fn phase_plan(
+        &mut self,
+        t: &FileTenant,
+        i: usize,
+        src: usize,
+        at: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Option<PhasePlan> {
+        let p = &t.phases[i];
+        let has_action = p.redirect.is_some() || p.forward.is_some() || p.gone.is_some();
+        match (&p.rules, has_action) {
+            (Some(rules), false) if rules == "profile" => Some(PhasePlan::Rules),
+            (Some(_), false) => {
+                let reason = "`rules` can only be `profile`";
+                self.schedule_problem(t, src, at.key("rules"), reason);
+                None
+            }
+            (Some(_), true) => {
+                let reason = "a phase has `rules` or one action, not both";
+                self.schedule_problem(t, src, at.clone(), reason);
+                None
+            }
+            (None, _) => {
+                let name = format!("phase-{}", i + 1);
+                let actions = (&p.redirect, &p.forward, &p.gone);
+                let action = self.action(&name, actions, &[], src, at, vars)?;
+                Some(PhasePlan::All(Rule {
+                    name: name.as_str().into(),
+                    kind: p.kind.as_deref().unwrap_or("phase").into(),
+                    action,
+                    redact: Box::default(),
+                }))
+            }
+        }
+    }
+
+    /// A tenant's brownout windows, each with its page.
+    fn brownouts(
+        &mut self,
+        t: &FileTenant,
+        src: usize,
+        path: &YamlPath,
+        vars: &Vars<'_>,
+    ) -> Vec<Brownout> {
         let mut brownouts = Vec::with_capacity(t.brownouts.len());
         for (i, b) in t.brownouts.iter().enumerate() {
             let at = path.key("brownouts").index(i);
             let (Some(from), Some(until)) = (parse_instant(&b.from), parse_instant(&b.until))
             else {
-                fail(self, at, "`from` and `until` must be RFC 3339 times");
+                let reason = "`from` and `until` must be RFC 3339 times";
+                self.schedule_problem(t, src, at, reason);
                 continue;
             };
             if from >= until {
-                fail(
-                    self,
-                    at.key("until"),
-                    "a brownout's `until` must be after its `from`",
-                );
+                let reason = "a brownout's `until` must be after its `from`";
+                self.schedule_problem(t, src, at.key("until"), reason);
                 continue;
             }
             let message = b.message.as_deref().unwrap_or(DEFAULT_BROWNOUT_MESSAGE);
@@ -819,20 +877,13 @@ impl Builder<'_> {
                     kinds: b.kinds.iter().map(|k| k.as_str().into()).collect(),
                     page: gone_page(&text),
                 }),
-                Err(error) => self.problem(
-                    src,
-                    at.key("message"),
-                    Problem::Template {
-                        rule: format!("brownout {}", i + 1),
-                        error,
-                    },
-                ),
+                Err(error) => {
+                    let rule = format!("brownout {}", i + 1);
+                    self.problem(src, at.key("message"), Problem::Template { rule, error });
+                }
             }
         }
-        Some(Box::new(Schedule {
-            phases: phases.into(),
-            brownouts: brownouts.into(),
-        }))
+        brownouts
     }
 
     /// A tenant's date field (`deprecation`, `sunset`), reported when it does not parse.

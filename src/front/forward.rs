@@ -2,11 +2,13 @@
 //! arrives, then the upstream's answer relayed (or, for a WebSocket, a tunnel).
 //!
 //! Connections come from [`pool`] (new ones from pingora's connector, with TLS and the
-//! upstream's timeouts). A request without a body and with an idempotent method that fails on
-//! a reused connection before any response byte arrived is retried once on a new one, as nginx
-//! does: the upstream may have closed that connection while it idled. Nothing else is retried,
-//! and no request is sent twice otherwise.
+//! upstream's timeouts). A request whose body (if any) is already whole in hand and whose
+//! method is idempotent is retried once on a new connection when a reused one fails before
+//! any response byte arrived, as nginx does: the upstream may have closed that connection
+//! while it idled. Nothing else is retried, and no request is sent twice otherwise.
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -23,8 +25,21 @@ use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
 use crate::protocol::forward::SignalHeaders;
 use crate::protocol::hygiene::Refusal;
-use crate::upstream::http1::{self, Expect, Framing, RelayError};
+use crate::upstream::http1::{self, Expect, Framing, RelayError, ResponseHead};
 use crate::upstream::pool::{self, Conn};
+use crate::upstream::Upstream;
+
+/// One forward's fixed parts, shared by its steps.
+struct Forward<'r> {
+    req: &'r Request,
+    upstream: &'r Upstream,
+    addr: SocketAddr,
+    /// The upstream's request head.
+    head: &'r [u8],
+    expect: Expect<'r>,
+    closing: bool,
+    body_deadline: Instant,
+}
 
 impl Connection<'_> {
     pub(super) async fn forward(
@@ -36,17 +51,10 @@ impl Connection<'_> {
         body_deadline: Instant,
     ) -> Done {
         let upstream = &*plan.upstream;
-        let untouched = BodyLeft::Untouched(req.body);
         let Some(addr) = upstream.addr() else {
-            return self
-                .fail(
-                    req,
-                    UpstreamFailure::NoAddress,
-                    closing,
-                    untouched,
-                    body_deadline,
-                )
-                .await;
+            let left = BodyLeft::Untouched(req.body);
+            let failure = UpstreamFailure::NoAddress;
+            return self.fail(req, failure, closing, left, body_deadline).await;
         };
         let extra: Vec<(&str, &[u8])> = plan
             .signals
@@ -54,65 +62,66 @@ impl Connection<'_> {
             .flat_map(SignalHeaders::entries)
             .map(|(name, value)| (name, value.as_bytes()))
             .collect();
-        let expect = Expect {
-            head_request: req.method == Method::HEAD,
-            websocket: req.websocket,
-            client_chunked: req.version == Version::HTTP_11,
-            extra: &extra,
+        let forward = Forward {
+            req,
+            upstream,
+            addr,
+            head,
+            expect: Expect {
+                head_request: req.method == Method::HEAD,
+                websocket: req.websocket,
+                client_chunked: req.version == Version::HTTP_11,
+                extra: &extra,
+            },
+            closing,
+            body_deadline,
         };
-        // A body already whole in the buffer is sent from there and stays there until the
-        // answer came, so that it can be sent again; a longer one is relayed as it arrives.
+        let mut out = Vec::with_capacity(1024);
+        match self.exchange(&forward, &mut out).await {
+            Ok((conn, response)) => self.relay(&forward, conn, response, out).await,
+            Err(done) => done,
+        }
+    }
+
+    /// Sends the request and reads up to the head of the answer, into `out` as the client
+    /// gets it. A body already whole in the buffer is sent from there and stays there until
+    /// the answer came, so that it can be sent again: such a request with an idempotent
+    /// method is retried once on a new connection when a reused one fails before any of the
+    /// answer arrived. A longer body is relayed as it arrives and never sent twice.
+    async fn exchange(
+        &mut self,
+        f: &Forward<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(Conn, ResponseHead), Done> {
+        let req = f.req;
+        let untouched = BodyLeft::Untouched(req.body);
         let whole = body::buffered_len(&self.buf, req.body);
         let retryable = whole.is_some() && req.method.is_idempotent();
-        let timeout = upstream.read_timeout;
-        let mut out = Vec::with_capacity(1024);
-        let mut pooled = pool::take(addr, upstream);
-        let (mut conn, response) = loop {
+        let timeout = f.upstream.read_timeout;
+        let mut pooled = pool::take(f.addr, f.upstream);
+        loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
                 Some(conn) => conn,
-                None => match self.front.connect(addr, upstream).await {
+                None => match self.front.connect(f.addr, f.upstream).await {
                     Ok(conn) => conn,
-                    Err(e) => {
-                        let failure = UpstreamFailure::of(&e);
-                        return self
-                            .fail(req, failure, closing, untouched, body_deadline)
-                            .await;
-                    }
+                    Err(e) => return Err(self.failed(f, UpstreamFailure::of(&e), untouched).await),
                 },
             };
-            let sent = match whole {
-                Some(len) => {
-                    let sent = http1::send(&mut conn, head, timeout).await;
-                    match sent {
-                        Ok(()) if len > 0 => {
-                            http1::send(&mut conn, &self.buf[..len], timeout).await
-                        }
-                        other => other,
-                    }
-                }
-                None => match http1::send(&mut conn, head, timeout).await {
-                    Ok(()) => {
-                        let streamed =
-                            self.send_body(req, &mut conn, timeout, closing, body_deadline);
-                        if let Err(done) = streamed.await {
-                            return done;
-                        }
-                        Ok(())
-                    }
-                    Err(failure) => Err(failure),
-                },
-            };
-            if let Err(failure) = sent {
+            if let Err(failure) = self.send(f, &mut conn, whole).await? {
                 if reused && retryable {
                     continue;
                 }
-                return self
-                    .fail(req, failure, closing, untouched, body_deadline)
-                    .await;
+                return Err(self.failed(f, failure, untouched).await);
             }
-            match http1::read_response(&mut conn, timeout, &expect, &mut out).await {
-                Ok(response) => break (conn, response),
+            match http1::read_response(&mut conn, timeout, &f.expect, out).await {
+                Ok(response) => {
+                    if let Some(len) = whole {
+                        self.buf.advance(len);
+                    }
+                    conn.buf.advance(response.len);
+                    return Ok((conn, response));
+                }
                 Err(failed) if reused && retryable && failed.before_response => out.clear(),
                 Err(failed) => {
                     let left = if whole.is_some() {
@@ -120,77 +129,82 @@ impl Connection<'_> {
                     } else {
                         BodyLeft::Consumed
                     };
-                    return self
-                        .fail(req, failed.failure, closing, left, body_deadline)
-                        .await;
+                    return Err(self.failed(f, failed.failure, left).await);
                 }
             }
-        };
-        if let Some(len) = whole {
-            self.buf.advance(len);
         }
-        conn.buf.advance(response.len);
-        let status = response.status;
+    }
+
+    /// Writes the request head and its body (`whole`: the length of a body already in the
+    /// buffer, sent from there; else it is relayed as it arrives). The outer `Err` is how the
+    /// request ended when its body did not arrive; the inner one an upstream that failed.
+    async fn send(
+        &mut self,
+        f: &Forward<'_>,
+        conn: &mut Conn,
+        whole: Option<usize>,
+    ) -> Result<Result<(), UpstreamFailure>, Done> {
+        let timeout = f.upstream.read_timeout;
+        if let Err(failure) = http1::send(conn, f.head, timeout).await {
+            return Ok(Err(failure));
+        }
+        match whole {
+            Some(0) => Ok(Ok(())),
+            Some(len) => Ok(http1::send(conn, &self.buf[..len], timeout).await),
+            None => {
+                let sent = self.send_body(f.req, conn, timeout, f.closing, f.body_deadline);
+                sent.await.map(Ok)
+            }
+        }
+    }
+
+    async fn failed(&mut self, f: &Forward<'_>, failure: UpstreamFailure, left: BodyLeft) -> Done {
+        self.fail(f.req, failure, f.closing, left, f.body_deadline)
+            .await
+    }
+
+    /// Relays the answer whose head is in `out`: a `101` to a WebSocket request opens a
+    /// tunnel; anything else is relayed to its end, and the upstream connection goes back to
+    /// the pool when it can carry another request.
+    async fn relay(
+        &mut self,
+        f: &Forward<'_>,
+        mut conn: Conn,
+        response: ResponseHead,
+        mut out: Vec<u8>,
+    ) -> Done {
+        let done = |keep_alive, error, failure| Done {
+            status: response.status,
+            keep_alive,
+            error,
+            failure,
+        };
         if response.framing == Framing::Tunnel {
             if self.write(&out).await {
-                tunnel(
-                    &mut self.stream,
-                    &mut self.buf,
-                    &mut conn,
-                    upstream.read_timeout,
-                )
-                .await;
+                let idle = f.upstream.read_timeout;
+                tunnel(&mut self.stream, &mut self.buf, &mut conn, idle).await;
             }
-            return Done {
-                status,
-                keep_alive: false,
-                error: "",
-                failure: None,
-            };
+            return done(false, "", None);
         }
         // Decided as the head goes out, so that a response that began before a shutdown
         // still tells the client to close.
-        let closing = closing
-            || self
-                .front
-                .draining
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let closing = f.closing || self.front.draining.load(Ordering::Relaxed);
         if closing {
             announce_close(&mut out);
         }
-        let relayed = http1::relay_body(
-            &mut conn,
-            response.framing,
-            &mut self.stream,
-            out,
-            upstream.read_timeout,
-        )
-        .await;
+        let timeout = f.upstream.read_timeout;
+        let relayed =
+            http1::relay_body(&mut conn, response.framing, &mut self.stream, out, timeout).await;
         match relayed {
             Ok(reusable) => {
-                if reusable && response.keep_alive && req.version == Version::HTTP_11 {
-                    pool::put(addr, upstream, conn);
+                if reusable && response.keep_alive && f.req.version == Version::HTTP_11 {
+                    pool::put(f.addr, f.upstream, conn);
                 }
-                Done {
-                    status,
-                    keep_alive: !closing,
-                    error: "",
-                    failure: None,
-                }
+                done(!closing, "", None)
             }
-            Err(RelayError::Client) => Done {
-                status,
-                keep_alive: false,
-                error: "WriteError",
-                failure: None,
-            },
+            Err(RelayError::Client) => done(false, "WriteError", None),
             // Mid-body: the client must see a broken response, not a complete one.
-            Err(RelayError::Upstream(failure)) => Done {
-                status,
-                keep_alive: false,
-                error: "UpstreamBody",
-                failure: Some(failure),
-            },
+            Err(RelayError::Upstream(failure)) => done(false, "UpstreamBody", Some(failure)),
         }
     }
 
