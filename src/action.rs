@@ -24,7 +24,7 @@ pub struct ForwardPlan {
     /// Upstream request target: path and query.
     pub target: String,
     /// Deprecation headers for the response, when the tenant has any.
-    pub signals: Option<SignalHeaders>,
+    pub signals: Option<Box<SignalHeaders>>,
 }
 
 impl Outcome {

@@ -2,7 +2,7 @@
 //! phases and the rules in [`crate::protocol`] and [`route`] that the HTTP/1 front door
 //! ([`crate::front`]) uses too.
 //!
-//! - `request_filter`: the head's framing checks ([`hygiene`]), a declared empty body checked
+//! - `request_filter`: the head's framing checks ([`body_framing`]), a declared empty body checked
 //!   against what the client sends, then routing. Answers ([`Answer`]) are written right here,
 //!   with `write_response_header(.., end_of_stream)`, never `respond_error`; a forward leaves
 //!   its plan in the context.

@@ -1,8 +1,10 @@
-//! Loading a config: YAML files → [`file`] structs → validated, compiled [`Table`].
+//! Loading a config: the main file and its `include`s → [`file`](mod@file) structs → a validated
+//! [`Config`]: the process [`Settings`] (listeners, threads, deadlines, census), the routing
+//! [`Table`], the certificates, and the files and folders it was read from (for the watcher).
 //!
 //! Three types, never one (see STYLE.md): `File*` mirrors what users write, [`build`] checks it
 //! and compiles it, collecting every problem with its file and line, and the result is the
-//! runtime [`Table`], which serde never sees. A config with any problem yields no table at all,
+//! runtime [`Table`], which serde never sees. A config with any problem yields nothing at all,
 //! so the caller keeps whatever it was running.
 
 pub mod build;

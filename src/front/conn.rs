@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::body::{self, DISCARD_LIMIT};
-use super::head::{self, Action, Context, Parsed, Request};
+use super::head::{self, Action, Context, Request};
 use super::Front;
 use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
@@ -149,8 +149,7 @@ impl<'f> Connection<'f> {
     async fn read_head(
         &mut self,
         first_deadline: Option<Instant>,
-    ) -> Result<(Box<Request>, Action, std::time::Instant), Option<(Refusal, std::time::Instant)>>
-    {
+    ) -> Result<(Request, Action, std::time::Instant), Option<(Refusal, std::time::Instant)>> {
         let deadlines = self.front.deadlines;
         let mut started = std::time::Instant::now();
         // Between requests a connection may idle; once a request's first byte is here (or on
@@ -173,9 +172,9 @@ impl<'f> Connection<'f> {
                     peer: self.peer,
                 };
                 match head::read(&self.buf, &cx) {
-                    Parsed::Ready(req, action) => return Ok((req, action, started)),
-                    Parsed::Refused(refusal) => return Err(Some((refusal, started))),
-                    Parsed::Partial => {}
+                    Ok(Some((req, action))) => return Ok((req, action, started)),
+                    Err(refusal) => return Err(Some((refusal, started))),
+                    Ok(None) => {}
                 }
             }
             scanned = self.buf.len();

@@ -23,7 +23,6 @@ use super::head::Request;
 use crate::action::ForwardPlan;
 use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
-use crate::protocol::forward::SignalHeaders;
 use crate::protocol::hygiene::Refusal;
 use crate::upstream::http1::{self, Expect, Framing, RelayError, ResponseHead};
 use crate::upstream::pool::{self, Conn};
@@ -59,7 +58,7 @@ impl Connection<'_> {
         let extra: Vec<(&str, &[u8])> = plan
             .signals
             .iter()
-            .flat_map(SignalHeaders::entries)
+            .flat_map(|s| s.entries())
             .map(|(name, value)| (name, value.as_bytes()))
             .collect();
         let forward = Forward {

@@ -67,13 +67,8 @@ pub enum Action {
     Fail(Arc<Upstream>, UpstreamFailure),
 }
 
-/// What the buffer holds.
-pub enum Parsed {
-    /// Not a whole head yet.
-    Partial,
-    Refused(Refusal),
-    Ready(Box<Request>, Action),
-}
+/// A whole head, read and decided; `Ok(None)` while the buffer holds only part of one.
+pub type Parsed = Result<Option<(Request, Action)>, Refusal>;
 
 /// Where the head came from, for routing and `X-Forwarded-*`.
 pub struct Context<'a> {
@@ -89,19 +84,16 @@ pub fn read(buf: &[u8], cx: &Context<'_>) -> Parsed {
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Refused(Refusal {
+            return Err(Refusal {
                 status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 why: "more than 128 header lines",
             })
         }
-        Err(_) => return Parsed::Refused(Refusal::bad("the request head does not parse")),
+        Err(_) => return Err(Refusal::bad("the request head does not parse")),
     };
-    match decide(&req, head_len, cx) {
-        Ok((request, action)) => Parsed::Ready(Box::new(request), action),
-        Err(refusal) => Parsed::Refused(refusal),
-    }
+    decide(&req, head_len, cx).map(Some)
 }
 
 fn decide(
@@ -121,8 +113,7 @@ fn decide(
     let uri: Uri = target
         .parse()
         .map_err(|_| Refusal::bad("the request target is not a valid URI"))?;
-    let flags = Flags::read(req, version, &method)?;
-    let headers = routing_headers(req, cx.api_key_headers)?;
+    let (flags, headers) = read_headers(req, version, &method, cx.api_key_headers)?;
 
     let (labels, routed_path, outcome) = {
         let routable = Routable {
@@ -186,56 +177,23 @@ struct Flags {
     websocket: bool,
 }
 
-impl Flags {
-    fn read(
-        req: &httparse::Request<'_, '_>,
-        version: Version,
-        method: &Method,
-    ) -> Result<Self, Refusal> {
-        let mut flags = Flags {
-            // Signpost does not keep HTTP/1.0 connections alive; and after a refused CONNECT
-            // the client may well send what it meant for the tunnel.
-            close: version == Version::HTTP_10 || method == Method::CONNECT,
-            expect_continue: false,
-            websocket: false,
-        };
-        let (mut upgrade_token, mut websocket_offered) = (false, false);
-        for h in req.headers.iter() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"connection") {
-                for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    flags.close |= token.eq_ignore_ascii_case(b"close");
-                    upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
-                }
-            } else if name.eq_ignore_ascii_case(b"expect") {
-                if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                    return Err(Refusal {
-                        status: StatusCode::EXPECTATION_FAILED,
-                        why: "the only expectation Signpost meets is 100-continue",
-                    });
-                }
-                flags.expect_continue = version == Version::HTTP_11;
-            } else if name.eq_ignore_ascii_case(b"upgrade") {
-                websocket_offered |= h
-                    .value
-                    .split(|&b| b == b',')
-                    .next()
-                    .is_some_and(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"));
-            }
-        }
-        flags.websocket = upgrade_token
-            && websocket_offered
-            && version == Version::HTTP_11
-            && method == Method::GET;
-        Ok(flags)
-    }
-}
-
-/// The headers routing, the census and the log read, copied out of the buffer.
-fn routing_headers(
+/// One pass over the head's headers: the connection-level wishes, and a copy of the headers
+/// routing, the census and the log read (`Host`, `User-Agent`, `Authorization`,
+/// `X-Forwarded-For`, the API-key headers).
+fn read_headers(
     req: &httparse::Request<'_, '_>,
+    version: Version,
+    method: &Method,
     api_keys: &[String],
-) -> Result<HeaderMap, Refusal> {
+) -> Result<(Flags, HeaderMap), Refusal> {
+    let mut flags = Flags {
+        // Signpost does not keep HTTP/1.0 connections alive; and after a refused CONNECT the
+        // client may well send what it meant for the tunnel.
+        close: version == Version::HTTP_10 || method == Method::CONNECT,
+        expect_continue: false,
+        websocket: false,
+    };
+    let (mut upgrade_token, mut websocket_offered) = (false, false);
     let mut headers = HeaderMap::new();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
@@ -245,6 +203,28 @@ fn routing_headers(
             Some(USER_AGENT)
         } else if name.eq_ignore_ascii_case(b"authorization") {
             Some(AUTHORIZATION)
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                flags.close |= token.eq_ignore_ascii_case(b"close");
+                upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+            }
+            None
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Err(Refusal {
+                    status: StatusCode::EXPECTATION_FAILED,
+                    why: "the only expectation Signpost meets is 100-continue",
+                });
+            }
+            flags.expect_continue = version == Version::HTTP_11;
+            None
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            websocket_offered |= h
+                .value
+                .split(|&b| b == b',')
+                .next()
+                .is_some_and(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+            None
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for")
             || api_keys
                 .iter()
@@ -260,7 +240,9 @@ fn routing_headers(
             headers.append(name, value);
         }
     }
-    Ok(headers)
+    flags.websocket =
+        upgrade_token && websocket_offered && version == Version::HTTP_11 && method == Method::GET;
+    Ok((flags, headers))
 }
 
 /// The upstream's request head: request line, the headers that cross, Signpost's, and the
@@ -325,7 +307,7 @@ mod tests {
     #[test]
     fn keeps_only_what_routing_and_the_census_read() {
         let table = table();
-        let Parsed::Ready(req, action) = read_one(&table, "GET /HRM HTTP/1.1\r\nHost: acme.flexhosting.se\r\nConnection: Keep-Alive\r\nX-Api-Key: k\r\nAccept: */*\r\n\r\n") else {
+        let Ok(Some((req, action))) = read_one(&table, "GET /HRM HTTP/1.1\r\nHost: acme.flexhosting.se\r\nConnection: Keep-Alive\r\nX-Api-Key: k\r\nAccept: */*\r\n\r\n") else {
             panic!("not read")
         };
         assert_eq!(req.headers.len(), 2, "{:?}", req.headers);
@@ -337,7 +319,7 @@ mod tests {
     fn a_forward_carries_a_serialised_upstream_head() {
         let table = table();
         let raw = "POST /HRM/API/v1/x?a=1 HTTP/1.1\r\nHost: acme.flexhosting.se\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX_Forwarded_For: 6.6.6.6\r\nAuthorization: Bearer t\r\n\r\n";
-        let Parsed::Ready(req, action) = read_one(&table, raw) else {
+        let Ok(Some((req, action))) = read_one(&table, raw) else {
             panic!("not read")
         };
         assert_eq!(req.body, BodyFraming::Chunked);
@@ -367,7 +349,7 @@ mod tests {
             ),
         ] {
             match read_one(&table, raw) {
-                Parsed::Refused(r) => assert_eq!(r.status.as_u16(), status, "{raw:?}"),
+                Err(r) => assert_eq!(r.status.as_u16(), status, "{raw:?}"),
                 _ => panic!("{raw:?} was not refused"),
             }
         }

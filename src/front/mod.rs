@@ -4,7 +4,7 @@
 //! (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to pingora's
 //! HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything else —
 //! every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket upgrades
-//! included — is served here, by [`conn`], to the end of the connection.
+//! included — is served here, by `conn`, to the end of the connection.
 //!
 //! Why Signpost has its own HTTP/1 server at all: most legacy traffic is a bodiless GET that
 //! gets a redirect, and for that pingora's full proxy pipeline (session objects, phases,

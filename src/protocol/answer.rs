@@ -22,7 +22,7 @@ pub struct Answer {
     pub status: StatusCode,
     body: Body,
     location: Option<String>,
-    signals: Option<SignalHeaders>,
+    signals: Option<Box<SignalHeaders>>,
     /// The connection ends after this answer (HTTP/1 says `Connection: close`).
     pub close: bool,
 }
@@ -36,7 +36,11 @@ enum Body {
 
 impl Answer {
     /// A redirect to `location`, with the tenant's signalling headers if it has any.
-    pub fn redirect(status: StatusCode, location: String, signals: Option<SignalHeaders>) -> Self {
+    pub fn redirect(
+        status: StatusCode,
+        location: String,
+        signals: Option<Box<SignalHeaders>>,
+    ) -> Self {
         Self {
             location: Some(location),
             signals,
@@ -122,7 +126,7 @@ impl Answer {
         if let Some(location) = &self.location {
             write_header(out, b"Location", location.as_bytes());
         }
-        for (name, value) in self.signals.iter().flat_map(SignalHeaders::entries) {
+        for (name, value) in self.signals.iter().flat_map(|s| s.entries()) {
             write_header(out, name.as_bytes(), value.as_bytes());
         }
         if self.close {

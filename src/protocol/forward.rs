@@ -133,16 +133,20 @@ pub struct SignalHeaders {
 }
 
 impl SignalHeaders {
-    /// `None` when there is no date to signal.
+    /// `None` when there is no date to signal (boxed: most tenants have none, and answers
+    /// stay small to move).
     pub fn new(
         deprecation: Option<&HeaderValue>,
         sunset: Option<&HeaderValue>,
         successor: &str,
-    ) -> Option<Self> {
-        (deprecation.is_some() || sunset.is_some()).then(|| Self {
-            deprecation: deprecation.cloned(),
-            sunset: sunset.cloned(),
-            link: HeaderValue::try_from(format!("<{successor}>; rel=\"successor-version\"")).ok(),
+    ) -> Option<Box<Self>> {
+        (deprecation.is_some() || sunset.is_some()).then(|| {
+            Box::new(Self {
+                deprecation: deprecation.cloned(),
+                sunset: sunset.cloned(),
+                link: HeaderValue::try_from(format!("<{successor}>; rel=\"successor-version\""))
+                    .ok(),
+            })
         })
     }
 
