@@ -563,3 +563,43 @@ async fn large_request_heads_are_answered_up_to_the_limit() {
         );
     }
 }
+
+/// A client that sends `Expect: 100-continue` and waits: a forward tells it to go ahead, then
+/// relays its body; an answered request is answered at once, without reading a body the
+/// client has not sent, and the connection closes after it (the client may still send it).
+#[tokio::test]
+async fn expect_100_continue_gets_a_go_ahead_only_when_the_body_is_wanted() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let head = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: acme.flexhosting.se\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    };
+    let mut conn = Raw::connect(gw.http).await;
+    conn.send(head("/HRM/API/v1/punch").as_bytes()).await;
+    let go_ahead = conn
+        .response(PATIENCE, false)
+        .await
+        .expect("an interim answer");
+    assert_eq!(go_ahead.status, 100, "{}", go_ahead.head);
+    conn.send(b"hello").await;
+    let answer = conn
+        .response(PATIENCE, false)
+        .await
+        .expect("the upstream's answer");
+    assert_eq!(answer.status, 201, "{}", answer.head);
+    let seen = upstream.take();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"hello");
+    assert_eq!(
+        seen[0].header("expect"),
+        None,
+        "Expect is answered, not passed on"
+    );
+
+    let mut conn = Raw::connect(gw.http).await;
+    conn.send(head("/Timeclock/Entre").as_bytes()).await;
+    let answer = conn.response(PATIENCE, false).await.expect("an answer");
+    assert_eq!(answer.status, 307, "{}", answer.head);
+    assert!(answer.closes(), "{}", answer.head);
+}

@@ -52,6 +52,8 @@ struct Req {
     /// HTTP/2: the body follows its HEADERS only after a pause, so the server acts on the
     /// head before it has seen the body.
     late_body: bool,
+    /// HTTP/2: `:path` after the regular header fields, where no pseudo-header may stand.
+    late_pseudo: bool,
 }
 
 impl Req {
@@ -65,6 +67,7 @@ impl Req {
             unfinished: false,
             raw_names: false,
             late_body: false,
+            late_pseudo: false,
         }
     }
 
@@ -106,6 +109,10 @@ impl Req {
         ];
         if self.method == "CONNECT" {
             fields.retain(|(n, _)| n != ":scheme" && n != ":path");
+        }
+        if self.late_pseudo {
+            let path = fields.remove(3);
+            fields.push(path);
         }
         fields.extend(self.headers.iter().map(|(name, value)| {
             let name = match self.raw_names {
@@ -168,184 +175,35 @@ fn body_whole(seen: &Seen) -> Result<(), String> {
         .ok_or_else(|| format!("body {:?}", String::from_utf8_lossy(&seen.body)))
 }
 
-/// The matrix's rows.
+/// The matrix's rows, one a line.
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     use Expect::*;
     let r = Req::plain;
     let big = "a".repeat(70_000);
     vec![
-        Case {
-            name: "plain",
-            request: r(),
-            http1: Served(any),
-            http2: Some(Served(any)),
-        },
-        Case {
-            name: "head over 64 KiB",
-            request: r().header("X-Big", big),
-            http1: Refused(431),
-            http2: Some(Refused(431)),
-        },
-        Case {
-            name: "Transfer-Encoding with Content-Length",
-            request: Req {
-                body: Some("0\r\n\r\n"),
-                ..r()
-                    .header("Transfer-Encoding", "chunked")
-                    .header("Content-Length", "5")
-            },
-            http1: Refused(400),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "Content-Length list",
-            request: Req {
-                body: Some("hello"),
-                ..r().header("Content-Length", "5, 5")
-            },
-            http1: Refused(400),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "two Content-Lengths",
-            request: Req {
-                body: Some("hello"),
-                ..r()
-                    .header("Content-Length", "5")
-                    .header("Content-Length", "5")
-            },
-            http1: Refused(400),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "head not done in time",
-            request: Req {
-                unfinished: true,
-                ..r()
-            },
-            http1: Cut,
-            http2: None,
-        },
-        Case {
-            name: "underscores in header names",
-            request: r()
-                .header("X_Secret", "s")
-                .header("Transfer_Encoding", "chunked"),
-            http1: Served(no_underscore_names),
-            http2: Some(Served(no_underscore_names)),
-        },
-        Case {
-            name: "dot segments",
-            request: Req {
-                middle: "a/b/../../",
-                ..r()
-            },
-            http1: Served(any),
-            http2: Some(Served(any)),
-        },
-        Case {
-            name: "encoded dot segments",
-            request: Req {
-                middle: "a/%2e%2E/%2e/",
-                ..r()
-            },
-            http1: Served(any),
-            http2: Some(Served(any)),
-        },
-        Case {
-            name: "backslash dot segments",
-            request: Req {
-                middle: "a\\..\\",
-                ..r()
-            },
-            http1: Served(any),
-            http2: Some(Served(any)),
-        },
-        Case {
-            name: "dot segments above the root",
-            request: Req {
-                target: Some("/../../Timeclock/X"),
-                ..r()
-            },
-            http1: Rejected(400),
-            http2: Some(Rejected(400)),
-        },
-        Case {
-            name: "dot segment behind an encoded slash",
-            request: Req {
-                middle: "a%2f..%2f",
-                ..r()
-            },
-            http1: Rejected(400),
-            http2: Some(Rejected(400)),
-        },
-        Case {
-            name: "Upgrade other than websocket",
-            request: r().header("Connection", "Upgrade").header("Upgrade", "h2c"),
-            http1: Served(no_upgrade),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "CONNECT",
-            request: Req {
-                method: "CONNECT",
-                target: Some("acme.flexhosting.se:443"),
-                ..r()
-            },
-            http1: Refused(405),
-            http2: Some(Rejected(405)),
-        },
-        Case {
-            name: "an expectation other than 100-continue",
-            request: r().header("Expect", "magic"),
-            http1: Refused(417),
-            http2: None,
-        },
-        Case {
-            name: "a body with Expect: 100-continue",
-            request: Req {
-                method: "PUT",
-                body: Some("hello"),
-                ..r()
-                    .header("Content-Length", "5")
-                    .header("Expect", "100-continue")
-            },
-            http1: Served(body_whole),
-            http2: None,
-        },
+        Case { name: "plain", request: r(), http1: Served(any), http2: Some(Served(any)) },
+        Case { name: "head over 64 KiB", request: r().header("X-Big", big), http1: Refused(431), http2: Some(Refused(431)) },
+        Case { name: "Transfer-Encoding with Content-Length", request: Req { body: Some("0\r\n\r\n"), ..r().header("Transfer-Encoding", "chunked").header("Content-Length", "5") }, http1: Refused(400), http2: Some(Refused(400)) },
+        Case { name: "Content-Length list", request: Req { body: Some("hello"), ..r().header("Content-Length", "5, 5") }, http1: Refused(400), http2: Some(Refused(400)) },
+        Case { name: "two Content-Lengths", request: Req { body: Some("hello"), ..r().header("Content-Length", "5").header("Content-Length", "5") }, http1: Refused(400), http2: Some(Refused(400)) },
+        Case { name: "head not done in time", request: Req { unfinished: true, ..r() }, http1: Cut, http2: None },
+        Case { name: "underscores in header names", request: r().header("X_Secret", "s").header("Transfer_Encoding", "chunked"), http1: Served(no_underscore_names), http2: Some(Served(no_underscore_names)) },
+        Case { name: "dot segments", request: Req { middle: "a/b/../../", ..r() }, http1: Served(any), http2: Some(Served(any)) },
+        Case { name: "encoded dot segments", request: Req { middle: "a/%2e%2E/%2e/", ..r() }, http1: Served(any), http2: Some(Served(any)) },
+        Case { name: "backslash dot segments", request: Req { middle: "a\\..\\", ..r() }, http1: Served(any), http2: Some(Served(any)) },
+        Case { name: "dot segments above the root", request: Req { target: Some("/../../Timeclock/X"), ..r() }, http1: Rejected(400), http2: Some(Rejected(400)) },
+        Case { name: "dot segment behind an encoded slash", request: Req { middle: "a%2f..%2f", ..r() }, http1: Rejected(400), http2: Some(Rejected(400)) },
+        Case { name: "Upgrade other than websocket", request: r().header("Connection", "Upgrade").header("Upgrade", "h2c"), http1: Served(no_upgrade), http2: Some(Refused(400)) },
+        Case { name: "CONNECT", request: Req { method: "CONNECT", target: Some("acme.flexhosting.se:443"), ..r() }, http1: Refused(405), http2: Some(Rejected(405)) },
+        Case { name: "an expectation other than 100-continue", request: r().header("Expect", "magic"), http1: Refused(417), http2: None },
+        Case { name: "a body with Expect: 100-continue", request: Req { method: "PUT", body: Some("hello"), ..r().header("Content-Length", "5").header("Expect", "100-continue") }, http1: Served(body_whole), http2: None },
         // Over HTTP/1 the bytes after an empty body are the next request.
-        Case {
-            name: "content-length 0 and a body",
-            request: Req {
-                method: "PUT",
-                body: Some("hello"),
-                late_body: true,
-                ..r().header("content-length", "0")
-            },
-            http1: Served(any),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "uppercase header name",
-            request: Req {
-                raw_names: true,
-                ..r().header("X-Upper", "1")
-            },
-            http1: Served(any),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "connection-specific header",
-            request: r().header("keep-alive", "timeout=5"),
-            http1: Served(any),
-            http2: Some(Refused(400)),
-        },
-        Case {
-            name: "CR LF in a header value",
-            request: r().header("x-a", "a\r\nx-b: b"),
-            http1: Served(any),
-            http2: Some(Refused(400)),
-        },
+        Case { name: "content-length 0 and a body", request: Req { method: "PUT", body: Some("hello"), late_body: true, ..r().header("content-length", "0") }, http1: Served(any), http2: Some(Refused(400)) },
+        Case { name: "uppercase header name", request: Req { raw_names: true, ..r().header("X-Upper", "1") }, http1: Served(any), http2: Some(Refused(400)) },
+        Case { name: "connection-specific header", request: r().header("keep-alive", "timeout=5"), http1: Served(any), http2: Some(Refused(400)) },
+        Case { name: "CR LF in a header value", request: r().header("x-a", "a\r\nx-b: b"), http1: Served(any), http2: Some(Refused(400)) },
+        Case { name: "a pseudo-header after regular fields", request: Req { late_pseudo: true, ..r() }, http1: Served(any), http2: Some(Refused(400)) },
     ]
 }
 
