@@ -269,7 +269,15 @@ impl ProxyHttp for Gateway {
                 .map(|a| a.ip()),
             elapsed: ctx.started.elapsed(),
             upstream_error,
-            error: error.map(|e| e.etype().as_str()).unwrap_or(""),
+            // The same words as the HTTP/1 door's: a failed forward by its UpstreamFailure.
+            error: match (upstream_error, error.map(|e| (e, UpstreamFailure::of(e)))) {
+                (Some((_, failure)), _) => failure.label(),
+                (None, Some((_, UpstreamFailure::ClientGone))) => {
+                    UpstreamFailure::ClientGone.label()
+                }
+                (None, Some((e, _))) => e.etype().as_str(),
+                (None, None) => "",
+            },
         });
     }
 

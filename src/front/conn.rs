@@ -41,7 +41,8 @@ pub struct Done {
     /// `0` when nothing was answered.
     pub status: u16,
     pub keep_alive: bool,
-    /// For the access log: what went wrong, if anything.
+    /// For the access log: what went wrong, if anything (an [`UpstreamFailure`] label when
+    /// a forward failed or the client went away).
     pub error: &'static str,
     pub failure: Option<UpstreamFailure>,
 }
@@ -228,7 +229,7 @@ impl<'f> Connection<'f> {
             return Done {
                 status,
                 keep_alive: false,
-                error: "WriteError",
+                error: UpstreamFailure::ClientGone.label(),
                 failure: None,
             };
         }

@@ -201,9 +201,12 @@ impl Connection<'_> {
                 }
                 done(!closing, "", None)
             }
-            Err(RelayError::Client) => done(false, "WriteError", None),
+            Err(RelayError::Client) => {
+                let gone = UpstreamFailure::ClientGone;
+                done(false, gone.label(), Some(gone))
+            }
             // Mid-body: the client must see a broken response, not a complete one.
-            Err(RelayError::Upstream(failure)) => done(false, "UpstreamBody", Some(failure)),
+            Err(RelayError::Upstream(failure)) => done(false, failure.label(), Some(failure)),
         }
     }
 
@@ -261,8 +264,8 @@ fn gone() -> Done {
     Done {
         status: 0,
         keep_alive: false,
-        error: "ClientGone",
-        failure: None,
+        error: UpstreamFailure::ClientGone.label(),
+        failure: Some(UpstreamFailure::ClientGone),
     }
 }
 

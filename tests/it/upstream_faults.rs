@@ -426,3 +426,44 @@ async fn large_bodies_stream_to_slow_clients_in_flat_memory() {
         eprintln!("{method}: RSS grew {growth} MiB while streaming 32 MiB to a slow client");
     }
 }
+
+/// A client that goes away mid-forward is counted the same way by both doors: an HTTP/1
+/// client that closes during a long body, an HTTP/2 client that cancels its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_forward_is_client_gone_on_both_doors() {
+    let body = "x".repeat(8 << 20);
+    let (addr, _) = scripted_upstream(move |_, _| {
+        Reply::Send(response(
+            &format!("HTTP/1.1 200 OK\r\nContent-Length: {}", body.len()),
+            &body,
+        ))
+    })
+    .await;
+    let gw = gateway_for(addr);
+    let mut conn = crate::common::raw::Raw::connect(gw.http).await;
+    conn.send(b"GET /HRM/API/v1/big HTTP/1.1\r\nHost: exempel.com\r\n\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(conn);
+    assert_upstream_errors(&gw, "client_gone", 1.0, "HTTP/1 client closed mid-body");
+
+    let mut client = crate::common::h2::Client::connect(gw.https, "exempel.com").await;
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "exempel.com"),
+        (":path", "/HRM/API/v1/big"),
+    ];
+    client.request(1, &fields, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = 8u32.to_be_bytes();
+    client
+        .send(&crate::common::h2::frame(
+            crate::common::h2::RST_STREAM,
+            0,
+            1,
+            &cancel,
+        ))
+        .await;
+    assert_upstream_errors(&gw, "client_gone", 2.0, "HTTP/2 stream cancelled mid-body");
+}
