@@ -16,15 +16,18 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use super::{write_header, Scheme};
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), in either direction.
-pub const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Every header of every forward passes here, so names are told apart by length first.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let is = |other: &[u8]| name.eq_ignore_ascii_case(other);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        _ => false,
+    }
+}
 
 /// What Signpost tells the upstream about the request, beside the client's own headers.
 #[derive(Debug, Clone, Copy)]
@@ -52,12 +55,16 @@ pub fn forwarded_headers<'h, I>(client: I, hop: &Hop<'_>, sink: &mut impl HeadSi
 where
     I: Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
+    let has_connection = client
+        .clone()
+        .any(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
     let listed = |name: &[u8]| {
-        client
-            .clone()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+        has_connection
+            && client
+                .clone()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+                .flat_map(|(_, v)| v.split(|&b| b == b','))
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
     };
     for (name, value) in client.clone() {
         if crosses(name) && !listed(name) {
@@ -87,9 +94,7 @@ where
 
 /// Whether a client header (by name) may cross to the upstream, before `Connection` is read.
 fn crosses(name: &[u8]) -> bool {
-    !(HOP_BY_HOP
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    !(is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"host")
         || name.eq_ignore_ascii_case(b"expect")
         || name.contains(&b'_')

@@ -216,18 +216,15 @@ impl Template {
 /// target is always a valid URI; what the client already encoded stays as it was.
 fn push_checked(out: &mut String, value: &str) -> Result<(), ControlCharacter> {
     let bytes = value.as_bytes();
-    if bytes
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| may_stand(b) && (b != b'%' || escape_at(bytes, i)))
-    {
+    let stands = |i: usize, b: u8| MAY_STAND[usize::from(b)] && (b != b'%' || escape_at(bytes, i));
+    if bytes.iter().enumerate().all(|(i, &b)| stands(i, b)) {
         out.push_str(value);
         return Ok(());
     }
     for (i, &b) in bytes.iter().enumerate() {
         if b.is_ascii_control() {
             return Err(ControlCharacter);
-        } else if may_stand(b) && (b != b'%' || escape_at(bytes, i)) {
+        } else if stands(i, b) {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -240,9 +237,22 @@ fn push_checked(out: &mut String, value: &str) -> Result<(), ControlCharacter> {
 
 /// RFC 3986 `pchar`, `/` and `?`: what a path or query may hold as it is (`%` only as the start
 /// of an escape, checked by [`escape_at`]).
-fn may_stand(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
-}
+const MAY_STAND: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// `bytes[i]` is `%` followed by two hex digits.
 fn escape_at(bytes: &[u8], i: usize) -> bool {

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::pool::Conn;
 use crate::protocol::chunked::ChunkScanner;
 use crate::protocol::failure::UpstreamFailure;
-use crate::protocol::forward::HOP_BY_HOP;
+use crate::protocol::forward::is_hop_by_hop;
 use crate::protocol::hygiene::parse_length;
 use crate::protocol::write_header;
 
@@ -180,7 +180,7 @@ pub fn parse_response(
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let name = h.name;
-        let dropped = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+        let dropped = is_hop_by_hop(name.as_bytes())
             || (chunked && name.eq_ignore_ascii_case("content-length"))
             || listed
                 .iter()
