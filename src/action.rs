@@ -30,20 +30,20 @@ pub struct ForwardPlan {
 impl Outcome {
     /// `signals` are the tenant's deprecation dates, if it has any.
     pub fn of(decision: Decision<'_>, signals: Option<&Signals>) -> Self {
-        let signal = |successor: &str| {
-            signals.and_then(|s| {
-                SignalHeaders::new(s.deprecation.as_ref(), s.sunset.as_ref(), successor)
-            })
+        // Most tenants signal nothing: then no `Link` is built at all.
+        let signals = signals.filter(|s| !s.is_empty());
+        let signal = |successor: &str, s: &Signals| {
+            SignalHeaders::new(s.deprecation.as_ref(), s.sunset.as_ref(), successor)
         };
         match decision {
             Decision::Redirect { status, location } => {
-                let signals = signal(&location);
+                let signals = signals.and_then(|s| signal(&location, s));
                 Outcome::Answer(Answer::redirect(status, location, signals))
             }
             Decision::Gone { page } => Outcome::Answer(Answer::gone(page.clone())),
             Decision::Reject { status, why } => Outcome::Answer(Answer::reject(status, why)),
             Decision::Forward { upstream, path } => Outcome::Forward(ForwardPlan {
-                signals: signal(&format!("{}{}", upstream.origin, path)),
+                signals: signals.and_then(|s| signal(&format!("{}{path}", upstream.origin), s)),
                 upstream: upstream.clone(),
                 target: path,
             }),
