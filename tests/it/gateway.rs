@@ -603,3 +603,22 @@ async fn expect_100_continue_gets_a_go_ahead_only_when_the_body_is_wanted() {
     assert_eq!(answer.status, 307, "{}", answer.head);
     assert!(answer.closes(), "{}", answer.head);
 }
+
+/// An HTTP/1.0 client can read no chunked body: its request goes on as HTTP/1.0, the answer
+/// ends with the connection, and says so.
+#[tokio::test]
+async fn an_http10_client_gets_a_body_it_can_read() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let mut conn = Raw::connect(gw.http).await;
+    conn.send(b"GET /HRM/API/v1/stream HTTP/1.0\r\nHost: acme.flexhosting.se\r\n\r\n")
+        .await;
+    let end = conn.end(PATIENCE).await;
+    assert_eq!(end, crate::common::raw::End::Closed);
+    let resp = conn.response(PATIENCE, false).await.expect("an answer");
+    assert_eq!(resp.status, 201, "{}", resp.head);
+    assert_eq!(resp.header("transfer-encoding"), None, "{}", resp.head);
+    assert!(resp.closes(), "{}", resp.head);
+    assert_eq!(resp.body, crate::common::STREAMED.concat().as_bytes());
+}
