@@ -11,17 +11,16 @@ use tokio::net::TcpStream;
 
 use crate::common::h2 as raw_h2;
 use crate::common::raw::{End, Raw};
-use crate::common::{Gateway, TestCa, Upstream};
+use crate::common::{Gateway, Upstream};
 
+/// A gateway whose upstreams are the recording stand-in, with a 1 s header deadline and a
+/// 2 s body deadline.
 async fn gateway() -> (Gateway, Upstream) {
-    let ca = TestCa::new();
-    let up = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
-    let gw = Gateway::start_with(|config, dir| {
-        crate::common::gateway::point_upstreams_at(config, dir, up.addr, &ca);
+    Gateway::with_recording_upstream(|config, _| {
         config["server"]["header_timeout"] = Value::from("1s");
         config["server"]["body_timeout"] = Value::from("2s");
-    });
-    (gw, up)
+    })
+    .await
 }
 
 /// How long after `started` the server closed `tcp` (reading and dropping what it sends);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::h2 as raw_h2;
 use crate::common::raw::{End, Raw};
-use crate::common::{Gateway, Seen, TestCa, Upstream};
+use crate::common::{Gateway, Seen, Upstream};
 use serde_yaml::Value;
 
 const HOST: &str = "acme.flexhosting.se";
@@ -207,16 +207,14 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// A gateway whose upstreams are the recording stand-in, with a 1 s header deadline.
+/// A gateway whose upstreams are the recording stand-in, with a 1 s header deadline and a
+/// 2 s body deadline.
 async fn setup() -> (Gateway, Upstream) {
-    let ca = TestCa::new();
-    let up = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
-    let gw = Gateway::start_with(|config, dir| {
-        crate::common::gateway::point_upstreams_at(config, dir, up.addr, &ca);
+    Gateway::with_recording_upstream(|config, _| {
         config["server"]["header_timeout"] = Value::from("1s");
         config["server"]["body_timeout"] = Value::from("2s");
-    });
-    (gw, up)
+    })
+    .await
 }
 
 /// A forwarded request with a body, answered before the case on the same connection.

@@ -47,6 +47,20 @@ impl Gateway {
         })
     }
 
+    /// The example config with every upstream the recording stand-in (returned too), after
+    /// `patch` has changed it.
+    pub async fn with_recording_upstream(
+        patch: impl FnOnce(&mut Value, &Path),
+    ) -> (Self, Upstream) {
+        let ca = TestCa::new();
+        let up = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+        let gw = Self::start_with(|config, dir| {
+            point_upstreams_at(config, dir, up.addr, &ca);
+            patch(config, dir);
+        });
+        (gw, up)
+    }
+
     /// Starts the example config after `patch` has changed it. Until a test points them
     /// elsewhere, the upstreams are a closed local port: no test depends on the real new
     /// domains (or on their names failing to resolve), and a forward nobody set up is refused.
