@@ -38,8 +38,9 @@ pub struct Bound {
     pub admin: Option<SocketAddr>,
 }
 
-/// Binds every configured listener; with `upgrade`, binds nothing (the sockets come from the
-/// running instance) and reports the configured addresses.
+/// Binds every configured listener; with `upgrade`, binds nothing and reports the configured
+/// addresses: the sockets come from the running instance, and one it does not pass on (a
+/// listener new in this config) is bound by pingora as it starts.
 pub fn bind(listen: &FileListen, upgrade: bool) -> Result<(Bound, Handover), BindError> {
     let mut handover = Handover {
         sockets: Vec::new(),

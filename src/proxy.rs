@@ -13,6 +13,7 @@
 //! - `fail_to_proxy` / `logging`: failures named by [`UpstreamFailure`], and one record of
 //!   every request.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,8 +76,8 @@ impl Gateway {
         };
         let routed = route(&table, &req);
         ctx.route = routed.labels();
-        if let std::borrow::Cow::Owned(path) = &routed.path {
-            ctx.routed_path = Some(path.clone());
+        if let Cow::Owned(path) = routed.path {
+            ctx.routed_path = Some(path);
         }
         Outcome::of(routed.decision, routed.tenant.map(|t| &t.signals))
     }

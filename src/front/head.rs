@@ -6,6 +6,7 @@
 //! the connection's future (which then stays small), and means the head's headers are read
 //! exactly once.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -126,9 +127,9 @@ fn decide(
         let routed = route(cx.table, &routable);
         let labels = routed.labels();
         let signals = routed.tenant.map(|t| &t.signals);
-        let routed_path = match &routed.path {
-            std::borrow::Cow::Owned(p) => Some(p.clone()),
-            std::borrow::Cow::Borrowed(_) => None,
+        let routed_path = match routed.path {
+            Cow::Owned(path) => Some(path),
+            Cow::Borrowed(_) => None,
         };
         (labels, routed_path, Outcome::of(routed.decision, signals))
     };
