@@ -21,7 +21,7 @@ use super::body::{self, BodyError};
 use super::conn::{BodyLeft, Connection, Done};
 use super::head::Request;
 use crate::action::ForwardPlan;
-use crate::protocol::answer::Answer;
+use crate::protocol::answer::{self, Answer};
 use crate::protocol::failure::UpstreamFailure;
 use crate::protocol::hygiene::Refusal;
 use crate::upstream::http1::{self, Expect, Framing, RelayError, ResponseHead};
@@ -222,7 +222,7 @@ impl Connection<'_> {
         closing: bool,
         body_deadline: Instant,
     ) -> Result<(), Done> {
-        if req.expect_continue && !self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+        if req.expect_continue && !self.write(answer::CONTINUE).await {
             return Err(gone());
         }
         let sent = body::relay(

@@ -16,6 +16,9 @@ use super::forward::SignalHeaders;
 use super::hygiene::Refusal;
 use super::write_header;
 
+/// The go-ahead for a client that sent `Expect: 100-continue` (HTTP/1.1 only).
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// A response Signpost writes itself.
 #[derive(Debug)]
 pub struct Answer {

@@ -126,21 +126,30 @@ pub fn parse_response(
             _ => Ok(Parsed::Interim(len)),
         };
     }
+    let (framing, keep_alive) = framing(&resp, status, expect)?;
+    write_client_head(&resp, status, framing, expect, out);
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        len,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// How a final response's body is delimited, and whether its connection may carry another
+/// request (HTTP/1.1 without `Connection: close`, and a body that ends before the connection).
+fn framing(
+    resp: &httparse::Response<'_, '_>,
+    status: u16,
+    expect: &Expect<'_>,
+) -> Result<(Framing, bool), Failed> {
     let mut keep_alive = resp.version == Some(1);
     let mut chunked = false;
     let mut length: Option<u64> = None;
-    // Names the `Connection` header lists are hop-by-hop too.
-    let mut listed: Vec<&[u8]> = Vec::new();
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if !token.is_empty() {
-                    listed.push(token);
-                }
-            }
+            keep_alive &= !tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") || chunked {
                 return Err(Failed::INVALID);
@@ -154,41 +163,58 @@ pub fn parse_response(
             length = Some(n);
         }
     }
-    let framing = if tunnel {
-        keep_alive = false;
-        Framing::Tunnel
+    Ok(if status == 101 && expect.websocket {
+        (Framing::Tunnel, false)
     } else if expect.head_request || status == 204 || status == 304 {
-        Framing::Empty
+        (Framing::Empty, keep_alive)
     } else if chunked && !expect.client_chunked {
         // An answer to an HTTP/1.0 request may not be chunked.
         return Err(Failed::INVALID);
     } else if chunked {
-        Framing::Chunked
+        (Framing::Chunked, keep_alive)
     } else if let Some(n) = length {
-        Framing::Length(n)
+        (Framing::Length(n), keep_alive)
     } else {
-        keep_alive = false;
-        Framing::UntilClose {
-            rechunk: expect.client_chunked,
-        }
-    };
+        let rechunk = expect.client_chunked;
+        (Framing::UntilClose { rechunk }, false)
+    })
+}
 
+/// The client's head: status line, the upstream's end-to-end headers (not hop-by-hop ones,
+/// those its `Connection` names, a `Content-Length` beside `chunked`, or those `extra`
+/// replaces), the framing header, then `expect.extra`.
+fn write_client_head(
+    resp: &httparse::Response<'_, '_>,
+    status: u16,
+    framing: Framing,
+    expect: &Expect<'_>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa3(status).as_slice());
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let connection = |h: &&httparse::Header<'_>| h.name.eq_ignore_ascii_case("connection");
+    let has_connection = resp.headers.iter().any(|h| connection(&h));
+    let listed = |name: &str| {
+        has_connection
+            && resp
+                .headers
+                .iter()
+                .filter(connection)
+                .any(|h| tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    };
+    let chunked = framing == Framing::Chunked;
     for h in resp.headers.iter() {
         let name = h.name;
         let dropped = is_hop_by_hop(name.as_bytes())
             || (chunked && name.eq_ignore_ascii_case("content-length"))
-            || listed
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
             || expect
                 .extra
                 .iter()
-                .any(|(e, _)| name.eq_ignore_ascii_case(e));
+                .any(|(e, _)| name.eq_ignore_ascii_case(e))
+            || listed(name);
         if !dropped {
             write_header(out, name.as_bytes(), h.value);
         }
@@ -204,12 +230,11 @@ pub fn parse_response(
         write_header(out, name.as_bytes(), value);
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Parsed::Final(ResponseHead {
-        status,
-        len,
-        framing,
-        keep_alive,
-    }))
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Writes `bytes` to the upstream within `timeout`.
