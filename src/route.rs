@@ -128,7 +128,7 @@ pub struct Branch {
 
 /// Routes one request.
 pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
-    let reject = |status, why, tenant| Routed {
+    let reject = |(status, why, tenant)| Routed {
         path: Cow::Borrowed(req.uri.path()),
         tenant,
         rule: None,
@@ -138,37 +138,9 @@ pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
         phase: None,
         brownout: false,
     };
-    // Whatever host it names, a CONNECT asks for a tunnel, which Signpost never opens.
-    if req.method == Method::CONNECT {
-        return reject(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Signpost does not open tunnels (CONNECT)",
-            None,
-        );
-    }
-    let host = match request_host(req) {
-        Ok(host) => host,
-        Err(why) => return reject(StatusCode::BAD_REQUEST, why, None),
-    };
-    let Some(tenant) = table.tenant_for(host.as_str()) else {
-        return reject(
-            StatusCode::MISDIRECTED_REQUEST,
-            "no tenant has this host",
-            None,
-        );
-    };
-    let path = req.uri.path();
-    if !path.starts_with('/') {
-        // `OPTIONS *`: nothing to route.
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "the request target is not a path",
-            Some(tenant),
-        );
-    }
-    let path = match normalize(path) {
-        Ok(path) => path,
-        Err(why) => return reject(StatusCode::BAD_REQUEST, why, Some(tenant)),
+    let (tenant, path) = match locate(table, req) {
+        Ok(found) => found,
+        Err(rejected) => return reject(rejected),
     };
     let schedule = tenant
         .schedule
@@ -186,11 +158,8 @@ pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
         _ => tenant.find_rule(&path, req.method),
     };
     let Some((rule, captures)) = found else {
-        return reject(
-            StatusCode::NOT_FOUND,
-            "no rule matches and the profile has no fallback",
-            Some(tenant),
-        );
+        let why = "no rule matches and the profile has no fallback";
+        return reject((StatusCode::NOT_FOUND, why, Some(tenant)));
     };
     let cx = Context {
         path: &path,
@@ -198,24 +167,7 @@ pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
         tenant_id: &tenant.id,
         customer_number: &tenant.customer_number,
     };
-    let query = req.uri.query();
-    let (decision, branch) = match &rule.action {
-        Action::Redirect(r) => (redirect(r, &cx, query), None),
-        Action::Forward(f) => (forward(f, &cx, query), None),
-        Action::Gone(page) => (Ok(Decision::Gone { page }), None),
-        Action::Adaptive(r, f) => {
-            let branch = choose_branch(req);
-            let decision = match branch.taken {
-                "redirect" => redirect(r, &cx, query),
-                _ => forward(f, &cx, query),
-            };
-            (decision, Some(branch))
-        }
-    };
-    let mut decision = decision.unwrap_or(Decision::Reject {
-        status: StatusCode::BAD_REQUEST,
-        why: "a captured value holds a control character",
-    });
+    let (mut decision, branch) = act(rule, &cx, req);
     let brownout = schedule
         .and_then(|(s, at)| s.brownout_at(at, &rule.kind))
         .filter(|_| !matches!(decision, Decision::Reject { .. }));
@@ -232,6 +184,59 @@ pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
         phase: phase.map(|(i, _)| i),
         brownout: brownout.is_some(),
     }
+}
+
+/// Why a request is rejected before any rule is looked at: status, reason, and the tenant if
+/// one was found.
+type Rejected<'t> = (StatusCode, &'static str, Option<&'t Tenant>);
+
+/// The request's tenant, and its path as routed (dot segments resolved).
+fn locate<'t, 'r>(
+    table: &'t Table,
+    req: &Request<'r>,
+) -> Result<(&'t Tenant, Cow<'r, str>), Rejected<'t>> {
+    // Whatever host it names, a CONNECT asks for a tunnel, which Signpost never opens.
+    if req.method == Method::CONNECT {
+        let why = "Signpost does not open tunnels (CONNECT)";
+        return Err((StatusCode::METHOD_NOT_ALLOWED, why, None));
+    }
+    let host = request_host(req).map_err(|why| (StatusCode::BAD_REQUEST, why, None))?;
+    let Some(tenant) = table.tenant_for(host.as_str()) else {
+        let why = "no tenant has this host";
+        return Err((StatusCode::MISDIRECTED_REQUEST, why, None));
+    };
+    let path = req.uri.path();
+    if !path.starts_with('/') {
+        // `OPTIONS *`: nothing to route.
+        let why = "the request target is not a path";
+        return Err((StatusCode::BAD_REQUEST, why, Some(tenant)));
+    }
+    let path = normalize(path).map_err(|why| (StatusCode::BAD_REQUEST, why, Some(tenant)))?;
+    Ok((tenant, path))
+}
+
+/// What the matched rule does with this request, and for a rule with both actions, which one
+/// was taken and why.
+fn act<'t>(rule: &'t Rule, cx: &Context<'_>, req: &Request<'_>) -> (Decision<'t>, Option<Branch>) {
+    let query = req.uri.query();
+    let (decision, branch) = match &rule.action {
+        Action::Redirect(r) => (redirect(r, cx, query), None),
+        Action::Forward(f) => (forward(f, cx, query), None),
+        Action::Gone(page) => (Ok(Decision::Gone { page }), None),
+        Action::Adaptive(r, f) => {
+            let branch = choose_branch(req);
+            let decision = match branch.taken {
+                "redirect" => redirect(r, cx, query),
+                _ => forward(f, cx, query),
+            };
+            (decision, Some(branch))
+        }
+    };
+    let decision = decision.unwrap_or(Decision::Reject {
+        status: StatusCode::BAD_REQUEST,
+        why: "a captured value holds a control character",
+    });
+    (decision, branch)
 }
 
 fn redirect<'t>(
