@@ -124,13 +124,14 @@ async fn time_until_served(gw: &Gateway, target: &str, limit: Duration) -> Durat
     let url = gw.url(URL);
     loop {
         let resp = client.get(&url).send().await.unwrap();
-        if resp.headers()["location"] == location_of(target).as_str() {
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        if location == location_of(target) {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < limit,
-            "{target} not served within {limit:?}"
-        );
+        if started.elapsed() >= limit {
+            let (_, config) = gw.admin("/config");
+            panic!("{target} not served within {limit:?}: still {location}; /config: {config}");
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
