@@ -509,7 +509,7 @@ async fn metrics_and_census_never_echo_request_data_the_config_does_not_name() {
         assert_eq!(status, expect, "{request}\n→ {text}");
     };
     // Unknown hosts: plain, a subdomain of a tenant's domain, absolute-form, with a port,
-    // with an invented method, and with a body (the last three go through the proxy path).
+    // with an invented method, and with a body.
     let unknown_host = format!("{UNKNOWN_HOST}.example.org");
     let absolute = format!("{UNKNOWN_ABSOLUTE}.example");
     let tls_host = format!("{UNKNOWN_TLS}.example");

@@ -292,7 +292,7 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
         .send()
         .await
         .unwrap();
-    // An upstream failure, so pingora's own error log has a request to describe.
+    // The same feed from a browser: redirected, its token still redacted in the census.
     client
         .get(gw.url("http://acme.flexhosting.se/HRM/Calendar/CalendarSecret44.ics"))
         .header("user-agent", "Mozilla/5.0")

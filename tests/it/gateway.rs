@@ -440,11 +440,10 @@ async fn pipelined_redirects_and_forwards_share_one_connection() {
     assert_eq!(seen[0].target, "/v1/one?x=1");
 }
 
-/// A bodiless GET forward is served by the front door's own upstream pool: the same
-/// rewriting, signalling and header rules as the proxy, and a streamed (chunked) answer
-/// passed through whole.
+/// An HTTP/1 forward: the same rewriting, signalling and header rules as over HTTP/2, and a
+/// streamed (chunked) answer passed through whole.
 #[tokio::test]
-async fn front_door_forward_streams_and_rewrites_like_the_proxy() {
+async fn http1_forward_streams_and_rewrites_like_http2() {
     let ca = TestCa::new();
     let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
     let gw = Gateway::start_example(Some((&upstream, &ca)));

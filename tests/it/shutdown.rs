@@ -77,7 +77,7 @@ fn patch(config: &mut Value, dir: &Path, addr: SocketAddr, grace: &str) {
 }
 
 const REDIRECT: &[u8] = b"GET /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
-/// A redirect of a request with a body: what used to be handed to pingora's proxy.
+/// A redirect of a request with a body (one whose connection once changed hands).
 const REDIRECT_WITH_BODY: &[u8] =
     b"POST /Timeclock HTTP/1.1\r\nHost: acme.flexhosting.se\r\nContent-Length: 2\r\n\r\nok";
 const PATIENCE: Duration = Duration::from_secs(10);
