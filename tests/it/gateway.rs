@@ -621,3 +621,54 @@ async fn an_http10_client_gets_a_body_it_can_read() {
     assert!(resp.closes(), "{}", resp.head);
     assert_eq!(resp.body, crate::common::STREAMED.concat().as_bytes());
 }
+
+/// Request bodies reach the upstream whole whatever their framing: a `Content-Length` body
+/// larger than any buffer, a chunked one sent in pieces with a trailer, and a chunked one with
+/// the next request pipelined right behind it, answered in order on one connection.
+#[tokio::test]
+async fn request_bodies_arrive_whole_whatever_their_framing() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let big = "0123456789".repeat(20_000);
+    let resp = gw
+        .client("http")
+        .post(gw.url("http://acme.flexhosting.se/HRM/API/v1/upload"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let seen = upstream.take();
+    assert_eq!(seen[0].body.len(), big.len());
+    assert!(seen[0].body == big.as_bytes());
+
+    let mut conn = Raw::connect(gw.http).await;
+    let head = "POST /HRM/API/v1/chunks HTTP/1.1\r\nHost: acme.flexhosting.se\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for piece in [
+        head,
+        "5\r\nhel",
+        "lo\r\n6;ext=1\r\n world\r\n",
+        "0\r\nX-Sum: 11\r\n\r\n",
+    ] {
+        conn.send(piece.as_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = conn.response(PATIENCE, false).await.expect("an answer");
+    assert_eq!(resp.status, 201, "{}", resp.head);
+    let seen = upstream.take();
+    assert_eq!(seen[0].body, b"hello world");
+
+    conn.send(format!("{head}3\r\nabc\r\n0\r\n\r\nGET /Timeclock/Next HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n").as_bytes()).await;
+    let first = conn
+        .response(PATIENCE, false)
+        .await
+        .expect("the POST's answer");
+    assert_eq!(first.status, 201, "{}", first.head);
+    let second = conn
+        .response(PATIENCE, false)
+        .await
+        .expect("the GET's answer");
+    assert_eq!(second.status, 307, "{}", second.head);
+    assert_eq!(upstream.take()[0].body, b"abc");
+}
