@@ -70,7 +70,6 @@ pub fn render(req: &InitRequest) -> String {
             "  # https: 0.0.0.0:443          # add with a `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
         ),
     }
-    out.push_str("census:\n  state_file: /var/lib/signpost/census.json\n");
     out.push_str(section("vars"));
     out.push_str(section("upstreams"));
     if let Some(onprem) = &req.onprem {

@@ -48,10 +48,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         "config loaded"
     );
     crate::reload::release_freed_memory();
-    let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let metrics = Arc::new(Metrics::new());
+    let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone())?;
+    let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let live = Live::new(config_path, config, metrics.clone());
-    let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone());
 
     let mut server = pingora_server(&settings, upgrade);
     let final_census = census.clone();

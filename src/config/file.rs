@@ -89,8 +89,13 @@ pub struct FileAdmin {
 pub struct FileCensus {
     /// `false` turns the census off (metrics and logs stay); default `true`.
     pub enabled: Option<bool>,
-    /// Where the census is saved periodically and at shutdown, and restored from at start.
+    /// Where the census is saved periodically and at shutdown, and restored from at start;
+    /// `off` keeps it in memory only. Default: `$STATE_DIRECTORY/census.json`, else
+    /// `$XDG_STATE_HOME/signpost/census.json`, else `~/.local/state/signpost/census.json`.
     pub state_file: Option<String>,
+    /// Rows not seen for this long are dropped from the state file; default 90 days.
+    #[serde(default, deserialize_with = "duration")]
+    pub retention: Option<Duration>,
     /// Clients kept (least recently seen evicted first); default 10 000.
     pub max_clients: Option<usize>,
     /// Clients exported as `signpost_legacy_client_last_seen_timestamp_seconds`; default 100.

@@ -23,6 +23,8 @@ use file::{FileConfig, FileInclude, FileListen};
 
 /// How long in-flight requests may finish after SIGTERM when `server.grace_period` is not set.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// How long the census keeps a client nobody has seen, when `census.retention` is not set.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Where a graceful upgrade hands the listening sockets over when `server.upgrade_sock` is not
 /// set.
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/signpost-upgrade.sock";
@@ -62,7 +64,13 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CensusSettings {
     pub enabled: bool,
+    /// Where the census is kept between runs; `None` for memory only.
     pub state_file: Option<PathBuf>,
+    /// The operator named `state_file` (a location that cannot be written is then an error,
+    /// where the default location falls back to memory with a warning).
+    pub state_file_chosen: bool,
+    /// Rows not seen for this long are dropped.
+    pub retention: Duration,
     pub max_clients: usize,
     pub metric_clients: usize,
     pub snapshot_interval: Duration,
@@ -170,7 +178,13 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
     Settings {
         census: CensusSettings {
             enabled: c.enabled.unwrap_or(true),
-            state_file: c.state_file.as_ref().map(|f| base.join(f)),
+            state_file: match c.state_file.as_deref() {
+                Some("off") => None,
+                Some(file) => Some(base.join(file)),
+                None => default_state_file(),
+            },
+            state_file_chosen: c.state_file.as_deref().is_some_and(|f| f != "off"),
+            retention: c.retention.unwrap_or(DEFAULT_RETENTION),
             max_clients: c.max_clients.unwrap_or(10_000).max(1),
             metric_clients: c.metric_clients.unwrap_or(100),
             snapshot_interval: c.snapshot_interval.unwrap_or(Duration::from_secs(60)),
@@ -201,6 +215,19 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
         certs_dir: main.tls.as_ref().map(|t| base.join(&t.certs)),
         admin_token_file: main.admin.token_file.as_ref().map(|f| base.join(f)),
     }
+}
+
+/// Where the census is kept when the config does not say: the service's state directory under
+/// systemd (`StateDirectory=`), else the XDG state directory, else `~/.local/state`. `None`
+/// when none of them is known (then the census lives in memory only).
+fn default_state_file() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let dir = var("STATE_DIRECTORY")
+        // systemd passes one folder per `StateDirectory=` entry, separated by colons.
+        .and_then(|v| std::env::split_paths(&v).next())
+        .or_else(|| var("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("signpost")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state/signpost")))?;
+    Some(dir.join("census.json"))
 }
 
 fn read(path: &Path) -> Result<String, ConfigErrors> {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -173,22 +173,43 @@ pub fn now() -> u64 {
 }
 
 impl Census {
-    /// A census restored from the state file, if there is one.
-    pub fn new(settings: CensusSettings, metrics: Arc<Metrics>) -> (Arc<Census>, CensusWorker) {
+    /// A census restored from the state file, if there is one. A state file the operator
+    /// chose that cannot be written is an error; the default location falls back to memory.
+    pub fn new(
+        mut settings: CensusSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Census>, CensusWorker), StateFileError> {
+        if let Some(path) = settings.state_file.clone() {
+            if let Err(e) = probe_writable(&path) {
+                if settings.state_file_chosen {
+                    return Err(StateFileError {
+                        path,
+                        reason: e.to_string(),
+                    });
+                }
+                tracing::warn!(file = %path.display(), error = %e, "the census cannot be saved at its default location and lives in memory only; set census.state_file");
+                settings.state_file = None;
+            }
+        }
         let capacity = NonZeroUsize::new(settings.max_clients).unwrap_or(NonZeroUsize::MIN);
         let mut data = Data::new(capacity);
-        if let Some(path) = &settings.state_file {
-            match restore(path) {
-                Ok(Some(report)) => {
-                    let restored = report.clients.len();
-                    data.apply(report);
-                    tracing::info!(file = %path.display(), clients = restored, "census restored");
+        match &settings.state_file {
+            Some(path) => {
+                match restore(path) {
+                    Ok(Some(report)) => {
+                        data.apply(report);
+                        data.prune(now().saturating_sub(settings.retention.as_secs()));
+                        let restored = data.clients.len();
+                        tracing::info!(file = %path.display(), clients = restored, "census restored");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "census state not restored")
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "census state not restored")
-                }
+                tracing::info!(file = %path.display(), "census saved to this file");
             }
+            None => tracing::info!("census kept in memory only: a restart loses it"),
         }
         let census = Arc::new(Census {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
@@ -197,7 +218,7 @@ impl Census {
             settings,
             metrics,
         });
-        (census.clone(), CensusWorker { census })
+        Ok((census.clone(), CensusWorker { census }))
     }
 
     pub fn enabled(&self) -> bool {
@@ -371,6 +392,10 @@ impl Census {
         let Some(path) = &self.settings.state_file else {
             return;
         };
+        let cutoff = now().saturating_sub(self.settings.retention.as_secs());
+        if let Ok(mut data) = self.data.lock() {
+            data.prune(cutoff);
+        }
         let report = self.report();
         if let Err(e) = write_atomically(path, &report) {
             tracing::warn!(file = %path.display(), error = %e, "census state not saved");
@@ -458,6 +483,24 @@ fn user_agent_token(headers: &HeaderMap) -> &str {
     &token[..end]
 }
 
+/// The state file cannot be kept where the operator said.
+#[derive(Debug, thiserror::Error)]
+#[error("census.state_file {}: cannot write there: {reason}", path.display())]
+pub struct StateFileError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Whether the state file's folder exists (or can be made) and takes a new file.
+fn probe_writable(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, b"")?;
+    std::fs::remove_file(&tmp)
+}
+
 fn write_atomically(path: &Path, report: &Report) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -518,6 +561,20 @@ impl Data {
             self.evictions += 1;
         }
         evicted
+    }
+
+    /// Drops the rows last seen before `cutoff` (Unix seconds): `census.retention`.
+    fn prune(&mut self, cutoff: u64) {
+        let old: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, row)| row.last_seen < cutoff)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in old {
+            self.clients.pop(&key);
+        }
+        self.timeline.retain(|at, _| *at >= cutoff);
     }
 
     fn report(&self) -> Report {
@@ -614,12 +671,77 @@ mod tests {
         CensusSettings {
             enabled: true,
             state_file: None,
+            state_file_chosen: false,
+            retention: Duration::from_secs(90 * 24 * 3600),
             max_clients: max,
             metric_clients: 10,
             snapshot_interval: Duration::from_secs(60),
             trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
             api_key_headers: vec!["x-api-key".into()],
         }
+    }
+
+    #[test]
+    fn a_chosen_state_file_that_cannot_be_written_is_an_error_and_a_default_one_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-folder");
+        std::fs::write(&blocker, "a file where the folder should be").unwrap();
+        let mut chosen = settings(10);
+        chosen.state_file = Some(blocker.join("census.json"));
+        chosen.state_file_chosen = true;
+        let error = Census::new(chosen.clone(), Arc::new(Metrics::new()))
+            .err()
+            .expect("an error");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "census.state_file {}: cannot write there: ",
+                blocker.join("census.json").display()
+            )),
+            "{error}"
+        );
+        chosen.state_file_chosen = false;
+        let (census, _) = Census::new(chosen, Arc::new(Metrics::new())).unwrap();
+        assert_eq!(census.settings.state_file, None, "memory only");
+    }
+
+    #[test]
+    fn rows_older_than_the_retention_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("census.json");
+        let row = |id: &str, last_seen| ClientRow {
+            tenant: "acme".into(),
+            kind: "api".into(),
+            client: Client {
+                id: id.into(),
+                user_agent: "curl/8".into(),
+                address: "192.0.2.7".into(),
+                credential: None,
+            },
+            first_seen: last_seen,
+            last_seen,
+            count: 1,
+            last_path: "/x".into(),
+            last_status: 200,
+        };
+        let day = 24 * 3600;
+        let report = Report {
+            clients: vec![row("recent", now() - day), row("old", now() - 91 * day)],
+            ..Report::default()
+        };
+        write_atomically(&file, &report).unwrap();
+        let mut kept = settings(10);
+        kept.state_file = Some(file.clone());
+        let (census, _) = Census::new(kept, Arc::new(Metrics::new())).unwrap();
+        let ids: Vec<String> = census
+            .report()
+            .clients
+            .into_iter()
+            .map(|r| r.client.id)
+            .collect();
+        assert_eq!(ids, ["recent"]);
+        census.flush();
+        let saved: Report = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(saved.clients.len(), 1);
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -632,7 +754,7 @@ mod tests {
 
     #[test]
     fn identity_is_hashed_and_distinguishes_clients() {
-        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
         let peer = Some("192.0.2.7".parse().unwrap());
         let a = census.identify(
             &headers(&[
@@ -665,7 +787,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
         let h = headers(&[("x-forwarded-for", "198.51.100.9, 10.1.1.1")]);
         assert_eq!(
             census
@@ -701,7 +823,7 @@ mod tests {
 
     #[test]
     fn record_aggregates_per_shard_and_drain_folds_into_the_table() {
-        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new()));
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
         let (tenant, kind): (Arc<str>, Arc<str>) = ("acme".into(), "api".into());
         let peer = Some("192.0.2.7".parse().unwrap());
         let a = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);

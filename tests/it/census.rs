@@ -327,3 +327,78 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
         }
     }
 }
+
+/// With no `census.state_file`, the census is kept in the state directory
+/// (`$STATE_DIRECTORY/census.json` under systemd) and survives a restart; `state_file: off`
+/// keeps it in memory only; a chosen location that cannot be written stops the start with
+/// exit code 1 and a message naming it.
+#[tokio::test]
+async fn the_census_survives_a_restart_by_default() {
+    let state = tempfile::tempdir().unwrap();
+    let start = |state_file: Option<&str>| {
+        let text =
+            std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
+        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for listener in ["http", "https", "admin"] {
+            config["listen"][listener] = Value::from("127.0.0.1:0");
+        }
+        config["tls"]["certs"] = Value::from(crate::common::repo().join("certs").to_str().unwrap());
+        config["server"]["grace_period"] = Value::from("1s");
+        if let Some(file) = state_file {
+            config["census"] = serde_yaml::from_str(&format!("{{ state_file: {file} }}")).unwrap();
+        }
+        let path = dir.path().join("signpost.yaml");
+        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        Gateway::spawn_with(
+            path,
+            dir,
+            crate::common::Log::Inherit("error"),
+            state.path(),
+        )
+    };
+    let mut gw = start(None);
+    for _ in 0..3 {
+        gw.get("http://acme.flexhosting.se/Timeclock").await;
+    }
+    assert_eq!(gw.terminate(), Some(0));
+    let saved = state.path().join("census.json");
+    assert!(saved.exists(), "nothing saved at {}", saved.display());
+    let gw = start(None);
+    let report = wait_for_report(&gw, |r| r["clients"].as_array().unwrap().len() == 1);
+    assert_eq!(report["clients"][0]["count"], 3, "{report}");
+
+    std::fs::remove_file(&saved).unwrap();
+    let mut gw = start(Some("off"));
+    gw.get("http://acme.flexhosting.se/Timeclock").await;
+    assert_eq!(gw.terminate(), Some(0));
+    assert!(!saved.exists(), "state_file: off wrote {}", saved.display());
+
+    let blocker = state.path().join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("signpost.yaml");
+    let wanted = blocker.join("census.json");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: {{ http: 127.0.0.1:0 }}\ncensus: {{ state_file: {} }}\ntenants: []\n",
+            wanted.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "census.state_file {}: cannot write there",
+            wanted.display()
+        )),
+        "{shown}"
+    );
+}

@@ -29,6 +29,7 @@ fn a_listener_address_in_use_ends_the_process_with_exit_1_naming_it() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signpost"))
             .args(["run", "--config"])
             .arg(&path)
+            .env("STATE_DIRECTORY", dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -82,17 +82,19 @@ impl Gateway {
     }
 
     /// Runs the binary on an existing config (listeners on port `0` or free ports of the
-    /// test's choosing) and waits until it is ready.
+    /// test's choosing) and waits until it is ready. Its state directory (where the census is
+    /// kept by default) is `state` in `dir`.
     pub fn spawn(config: PathBuf, dir: tempfile::TempDir, log: Log<'_>) -> Self {
-        Self::spawn_with(config, dir, log, &[])
+        let state = dir.path().join("state");
+        Self::spawn_with(config, dir, log, &state)
     }
 
-    /// [`Self::spawn`] with more arguments for `run` (`--upgrade`).
+    /// [`Self::spawn`] with the state directory the test chooses (to keep it across runs).
     pub fn spawn_with(
         config: PathBuf,
         dir: tempfile::TempDir,
         log: Log<'_>,
-        extra: &[&str],
+        state_directory: &Path,
     ) -> Self {
         let share = Share::take();
         let (rust_log, file) = match log {
@@ -102,8 +104,8 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signpost"))
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
-            .args(extra)
             .env("RUST_LOG", format!("{rust_log},signpost::server=info"))
+            .env("STATE_DIRECTORY", state_directory)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
