@@ -1,8 +1,10 @@
 //! The admin listener's routes: metrics, the straggler report, config info, health, reload.
 //!
-//! It listens on `listen.admin` (keep it on loopback or a private network). `POST` endpoints
-//! need `Authorization: Bearer <token>` when `admin.token_file` is set, and otherwise accept
-//! loopback clients only.
+//! It listens on `listen.admin` (keep it on loopback or a private network). The report holds
+//! personal data (user names, client addresses) and `/config` the deployment's layout, so they
+//! are guarded like the `POST` and `DELETE` endpoints: `Authorization: Bearer <token>` when
+//! `admin.token_file` is set, and otherwise loopback clients only. `/metrics` and the health
+//! endpoints stay open for scrapers and probes.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -15,8 +17,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::reload::Live;
-use crate::report::census::Census;
-use crate::report::page;
+use crate::report::census::{Census, Filter, Report};
+use crate::report::{page, table};
 
 pub struct Admin {
     pub live: Arc<Live>,
@@ -48,7 +50,7 @@ fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
 }
 
 impl Admin {
-    /// The refusal for a client that may not use POST endpoints, if it may not.
+    /// The refusal for a client that may not use the guarded endpoints, if it may not.
     fn denial(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
         let token = self.token_file.as_ref().map(|file| {
             std::fs::read_to_string(file)
@@ -64,17 +66,44 @@ impl Admin {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        match may_post(token.as_deref(), authorization, peer) {
-            PostCheck::Allowed => None,
-            PostCheck::NeedsToken => Some(text(
+        match may_use(token.as_deref(), authorization, peer) {
+            Guard::Allowed => None,
+            Guard::NeedsToken => Some(text(
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is required",
             )),
-            PostCheck::LoopbackOnly => Some(text(
+            Guard::LoopbackOnly => Some(text(
                 StatusCode::FORBIDDEN,
-                "POST endpoints accept loopback clients only (set admin.token_file to allow others)",
+                "this endpoint accepts loopback clients only (set admin.token_file to allow others)",
             )),
         }
+    }
+
+    /// The census as `?tenant=&kind=&class=` asks for it, with each row's customer number and
+    /// contact from the running config.
+    fn report(&self, query: Option<&str>) -> Report {
+        let tables = self.live.tables.load();
+        let tenants: std::collections::HashMap<&str, &crate::table::Tenant> =
+            tables.tenants().iter().map(|t| (&*t.id, t)).collect();
+        let info = |id: &str| {
+            let t = tenants.get(id)?;
+            Some((
+                t.customer_number.to_string(),
+                t.contact.as_deref().map(Into::into),
+            ))
+        };
+        self.census
+            .report()
+            .served(&Filter::from_query(query), &info)
+    }
+
+    fn forget(&self, id: &str) -> Response<Vec<u8>> {
+        let erased = self.census.forget(id);
+        tracing::info!(client = id, rows = erased, "census client erased");
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "client": id, "rows_erased": erased }),
+        )
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
@@ -127,9 +156,9 @@ impl Admin {
     }
 }
 
-/// Whether a client may use the POST endpoints.
+/// Whether a client may use the guarded endpoints.
 #[derive(Debug, PartialEq, Eq)]
-enum PostCheck {
+enum Guard {
     Allowed,
     /// `401`: a token is configured and the request did not carry it.
     NeedsToken,
@@ -137,12 +166,12 @@ enum PostCheck {
     LoopbackOnly,
 }
 
-/// The rule for POST endpoints. `token` is the token file's content (trimmed; empty when it
+/// The rule for the guarded endpoints. `token` is the token file's content (trimmed; empty when it
 /// cannot be read) when `admin.token_file` is set: the request must then carry
 /// `Authorization: Bearer <token>` from anywhere, and an empty or unreadable token file lets
-/// no one in. Without a token file only loopback peers may POST; an IPv4 client of a dual-stack
+/// no one in. Without a token file only loopback peers may use them; an IPv4 client of a dual-stack
 /// (`[::]`) listener shows up as `::ffff:127.0.0.1`, which is loopback too.
-fn may_post(token: Option<&str>, authorization: Option<&str>, peer: Option<IpAddr>) -> PostCheck {
+fn may_use(token: Option<&str>, authorization: Option<&str>, peer: Option<IpAddr>) -> Guard {
     match token {
         Some(token) => {
             // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` from a script counts.
@@ -151,13 +180,13 @@ fn may_post(token: Option<&str>, authorization: Option<&str>, peer: Option<IpAdd
                 .and_then(|(scheme, rest)| scheme.eq_ignore_ascii_case("bearer").then_some(rest))
                 .unwrap_or("");
             if !token.is_empty() && same_secret(token, given.trim()) {
-                PostCheck::Allowed
+                Guard::Allowed
             } else {
-                PostCheck::NeedsToken
+                Guard::NeedsToken
             }
         }
-        None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => PostCheck::Allowed,
-        None => PostCheck::LoopbackOnly,
+        None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => Guard::Allowed,
+        None => Guard::LoopbackOnly,
     }
 }
 
@@ -172,23 +201,41 @@ fn same_secret(a: &str, b: &str) -> bool {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_owned();
-        match (method, path.as_str()) {
+        let uri = session.req_header().uri.clone();
+        let path = uri.path();
+        let guarded = method != Method::GET || path.starts_with("/stragglers") || path == "/config";
+        let known = matches!(
+            path,
+            "/metrics"
+                | "/stragglers"
+                | "/stragglers.json"
+                | "/stragglers.csv"
+                | "/config"
+                | "/-/healthy"
+                | "/-/ready"
+                | "/-/reload"
+        ) || path.starts_with("/stragglers/");
+        if guarded && known {
+            if let Some(denied) = self.denial(session) {
+                return denied;
+            }
+        }
+        match (method, path) {
             (Method::GET, "/metrics") => self.metrics(),
-            (Method::GET, "/stragglers") => reply(StatusCode::OK, "text/html; charset=utf-8", page::render(&self.census.report())),
-            (Method::GET, "/stragglers.json") => json(StatusCode::OK, &self.census.report()),
+            (Method::GET, "/stragglers") => {
+                let filter = Filter::from_query(uri.query());
+                reply(StatusCode::OK, "text/html; charset=utf-8", page::render(&self.report(uri.query()), &filter))
+            }
+            (Method::GET, "/stragglers.json") => json(StatusCode::OK, &self.report(uri.query())),
+            (Method::GET, "/stragglers.csv") => reply(StatusCode::OK, "text/csv; charset=utf-8", table::csv(&self.report(uri.query()))),
+            (Method::DELETE, id) if id.starts_with("/stragglers/") => self.forget(&id["/stragglers/".len()..]),
             (Method::GET, "/config") => json(StatusCode::OK, &*self.live.info.load_full()),
             (Method::GET, "/-/healthy") => text(StatusCode::OK, "ok"),
             (Method::GET, "/-/ready") if self.live.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
             (Method::GET, "/-/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners are not bound yet"),
-            (Method::POST, "/-/reload") => match self.denial(session) {
-                None => self.reload().await,
-                Some(denied) => denied,
-            },
-            (_, "/metrics" | "/stragglers" | "/stragglers.json" | "/config" | "/-/healthy" | "/-/ready" | "/-/reload") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /stragglers, /stragglers.json, /config, /-/healthy, /-/ready, POST /-/reload"),
+            (Method::POST, "/-/reload") => self.reload().await,
+            _ if known => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /stragglers, /stragglers.json, /stragglers.csv, /config, /-/healthy, /-/ready, POST /-/reload, DELETE /stragglers/CLIENT_ID"),
         }
     }
 }
@@ -202,9 +249,9 @@ mod tests {
     }
 
     #[test]
-    fn without_a_token_only_loopback_peers_may_post() {
+    fn without_a_token_only_loopback_peers_may_use() {
         for peer in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
-            assert_eq!(may_post(None, None, ip(peer)), PostCheck::Allowed, "{peer}");
+            assert_eq!(may_use(None, None, ip(peer)), Guard::Allowed, "{peer}");
         }
         for peer in [
             "192.0.2.2",
@@ -214,21 +261,17 @@ mod tests {
             "::ffff:192.0.2.2",
             "::",
         ] {
-            assert_eq!(
-                may_post(None, None, ip(peer)),
-                PostCheck::LoopbackOnly,
-                "{peer}"
-            );
+            assert_eq!(may_use(None, None, ip(peer)), Guard::LoopbackOnly, "{peer}");
         }
         assert_eq!(
-            may_post(None, None, None),
-            PostCheck::LoopbackOnly,
+            may_use(None, None, None),
+            Guard::LoopbackOnly,
             "no peer address"
         );
         // A bearer token means nothing when none is configured.
         assert_eq!(
-            may_post(None, Some("Bearer anything"), ip("192.0.2.2")),
-            PostCheck::LoopbackOnly
+            may_use(None, Some("Bearer anything"), ip("192.0.2.2")),
+            Guard::LoopbackOnly
         );
     }
 
@@ -238,8 +281,8 @@ mod tests {
         for peer in [ip("127.0.0.1"), ip("192.0.2.2"), None] {
             for given in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "] {
                 assert_eq!(
-                    may_post(token, Some(given), peer),
-                    PostCheck::Allowed,
+                    may_use(token, Some(given), peer),
+                    Guard::Allowed,
                     "{given:?}"
                 );
             }
@@ -254,8 +297,8 @@ mod tests {
                 Some("Bearers3cret"),
             ] {
                 assert_eq!(
-                    may_post(token, given, peer),
-                    PostCheck::NeedsToken,
+                    may_use(token, given, peer),
+                    Guard::NeedsToken,
                     "{given:?} from {peer:?}"
                 );
             }
@@ -266,8 +309,8 @@ mod tests {
     fn an_empty_or_unreadable_token_file_lets_no_one_in() {
         for given in [None, Some("Bearer "), Some("Bearer")] {
             assert_eq!(
-                may_post(Some(""), given, ip("127.0.0.1")),
-                PostCheck::NeedsToken,
+                may_use(Some(""), given, ip("127.0.0.1")),
+                Guard::NeedsToken,
                 "{given:?}"
             );
         }

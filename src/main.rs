@@ -1,6 +1,6 @@
 //! The `signpost` command line: run | check | explain | test | init | stragglers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -78,11 +78,21 @@ enum Command {
         #[arg(long, default_value = "signpost.yaml")]
         output: PathBuf,
     },
-    /// Print the legacy-traffic report of a running instance as a table.
+    /// Print the legacy-traffic report of a running instance as a table or CSV, or erase
+    /// one client's rows.
     Stragglers {
-        /// The admin listener, e.g. http://127.0.0.1:9090
+        /// The admin listener: http://127.0.0.1:9090 or 127.0.0.1:9090
         #[arg(long)]
         admin: String,
+        /// The file holding the admin bearer token (`admin.token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Print CSV for a spreadsheet instead of a table.
+        #[arg(long, conflicts_with = "forget")]
+        csv: bool,
+        /// Erase every row of this client (its id from the report).
+        #[arg(long)]
+        forget: Option<String>,
     },
 }
 
@@ -111,7 +121,12 @@ fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     match &cli.command {
-        Some(Command::Stragglers { admin }) => return stragglers(admin),
+        Some(Command::Stragglers {
+            admin,
+            token_file,
+            csv,
+            forget,
+        }) => return stragglers(admin, token_file.as_deref(), *csv, forget.as_deref()),
         Some(Command::Init {
             host,
             customer_number,
@@ -261,17 +276,56 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// `signpost stragglers --admin URL`: `/stragglers.json` as a terminal table.
-fn stragglers(admin: &str) -> ExitCode {
-    let url = format!("{}/stragglers.json", admin.trim_end_matches('/'));
-    let report = ureq::get(&url)
-        .call()
-        .map_err(|e| e.to_string())
-        .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
-        .and_then(|body| serde_json::from_str::<Report>(&body).map_err(|e| e.to_string()));
-    match report {
-        Ok(report) => {
-            print!("{}", signpost::report::table::render(&report));
+/// `signpost stragglers --admin URL`: `/stragglers.json` as a terminal table, `--csv` the
+/// CSV as served, `--forget ID` a `DELETE /stragglers/ID`.
+fn stragglers(admin: &str, token_file: Option<&Path>, csv: bool, forget: Option<&str>) -> ExitCode {
+    let base = admin.trim_end_matches('/');
+    let base = if base.contains("://") {
+        base.to_owned()
+    } else {
+        format!("http://{base}")
+    };
+    let token = match token_file.map(std::fs::read_to_string).transpose() {
+        Ok(token) => token.map(|t| t.trim().to_owned()),
+        Err(e) => {
+            eprintln!("signpost: --token-file: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let call = |method: &str, url: &str| -> Result<String, String> {
+        let mut req = http::Request::builder().method(method).uri(url);
+        if let Some(b) = &bearer {
+            req = req.header("authorization", b);
+        }
+        let req = req.body(()).map_err(|e| e.to_string())?;
+        ureq::run(req)
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
+    };
+    let (url, result) = match forget {
+        Some(id) => {
+            let url = format!("{base}/stragglers/{id}");
+            let result = call("DELETE", &url);
+            (url, result)
+        }
+        None => {
+            let url = format!("{base}/stragglers.{}", if csv { "csv" } else { "json" });
+            let result = call("GET", &url).and_then(|body| match csv {
+                true => Ok(body),
+                false => serde_json::from_str::<Report>(&body)
+                    .map(|report| signpost::report::table::render(&report))
+                    .map_err(|e| e.to_string()),
+            });
+            (url, result)
+        }
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

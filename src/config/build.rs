@@ -735,6 +735,7 @@ impl Builder<'_> {
             source_hash: hash_of(t),
             id: t.id.as_str().into(),
             customer_number: t.customer_number.as_deref().unwrap_or("").into(),
+            contact: t.contact.as_deref().map(Into::into),
             rules,
             profile,
             signals,

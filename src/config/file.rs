@@ -105,9 +105,18 @@ pub struct FileCensus {
     /// Peers whose `X-Forwarded-For` first hop is taken as the client address.
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Headers that carry an API key identifying the client (hashed, never stored).
+    /// Headers that carry an API key identifying the client (fingerprinted, never stored).
     #[serde(default)]
     pub api_key_headers: Vec<String>,
+    /// Basic and Digest user names on the report: `clear` (default) or `hashed`.
+    pub user_names: Option<UserNames>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserNames {
+    Clear,
+    Hashed,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +173,8 @@ pub struct FileRule {
 pub struct FileTenant {
     pub id: String,
     pub customer_number: Option<String>,
+    /// Whom to call about this tenant's stragglers (free text, shown on the report).
+    pub contact: Option<String>,
     pub hosts: Vec<String>,
     pub profile: String,
     #[serde(default)]

@@ -19,7 +19,7 @@ use crate::protocol::hygiene::Deadlines;
 use crate::table::Table;
 use crate::tls::CertStore;
 use error::{ConfigError, ConfigErrors, Problem};
-use file::{FileConfig, FileInclude, FileListen};
+use file::{FileConfig, FileInclude, FileListen, UserNames};
 
 /// How long in-flight requests may finish after SIGTERM when `server.grace_period` is not set.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -77,6 +77,8 @@ pub struct CensusSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Lower-cased header names.
     pub api_key_headers: Vec<String>,
+    /// `census.user_names: hashed`: Basic user names fingerprinted instead of shown.
+    pub hash_user_names: bool,
 }
 
 /// One file's text, kept so errors found after parsing can be given a line.
@@ -194,6 +196,7 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            hash_user_names: c.user_names == Some(UserNames::Hashed),
         },
         listen: main.listen.clone(),
         threads: main.server.threads,

@@ -69,6 +69,8 @@ pub struct Tenant {
     /// `Arc`s so that a request can carry its labels past the snapshot guard for free.
     pub id: Arc<str>,
     pub customer_number: Box<str>,
+    /// Whom to call about the tenant's stragglers: shown on the report.
+    pub contact: Option<Box<str>>,
     pub rules: RuleSet,
     /// Shared between tenants unless this tenant overrides `vars`.
     pub profile: Arc<Profile>,

@@ -402,3 +402,234 @@ async fn the_census_survives_a_restart_by_default() {
         "{shown}"
     );
 }
+
+/// A JWT as an identity provider would issue it (the signature is not checked by Signpost).
+fn jwt(claims: &str, signature: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{signature}",
+        b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64.encode(claims)
+    )
+}
+
+fn rows(report: &serde_json::Value) -> &Vec<serde_json::Value> {
+    report["clients"].as_array().unwrap()
+}
+
+/// A row says whom to call: the Basic user name in clear, a JWT's client claims (marked
+/// unverified), keyed fingerprints for opaque secrets, the whole User-Agent and its class, the
+/// tenant's customer number and contact. The summary ranks tenants by their last 7 days; the
+/// filters narrow the page, the JSON and the CSV alike; `signpost stragglers --csv` prints the
+/// CSV and `--forget` erases a client from the report and the state file.
+#[tokio::test]
+async fn the_report_says_whom_to_contact_and_forgets_on_request() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("census.json");
+    let mut gw = Gateway::start_with(|config, dir| {
+        crate::common::gateway::point_upstreams_at(config, dir, upstream.addr, &ca);
+        config["census"] = serde_yaml::from_str(&format!(
+            "{{ state_file: {}, api_key_headers: [X-Api-Key] }}",
+            state_file.display()
+        ))
+        .unwrap();
+        config["server"]["grace_period"] = Value::from("1s");
+    });
+    const PAYROLL: &str = "PayrollSync/2.1 (Windows NT 10.0; .NET Framework 4.8)";
+    const OUTLOOK: &str =
+        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)";
+    let client = gw.client("http");
+    let acme_api = gw.url("http://acme.flexhosting.se/HRM/API/v1/employees");
+    let send = |req: reqwest::RequestBuilder| async move {
+        let status = req.send().await.unwrap().status();
+        assert!(status.is_success(), "{status}");
+    };
+    send(
+        client
+            .get(&acme_api)
+            .header("user-agent", PAYROLL)
+            .basic_auth("lönesystem", Some("pw-1")),
+    )
+    .await;
+    let token = jwt(
+        r#"{"sub":"svc-timesync","azp":"timesync-app"}"#,
+        "JwtSignature46",
+    );
+    send(
+        client
+            .get(&acme_api)
+            .header("user-agent", "python-requests/2.31.0")
+            .bearer_auth(&token),
+    )
+    .await;
+    send(
+        client
+            .get(&acme_api)
+            .header("user-agent", "Go-http-client/1.1")
+            .header("x-api-key", "OpaqueKey47"),
+    )
+    .await;
+    let feed = gw.url("http://hrm.exempel.com/HRM/Calendar/feedtoken.ics");
+    for _ in 0..4 {
+        send(client.get(&feed).header("user-agent", OUTLOOK)).await;
+    }
+    let report = wait_for_report(&gw, |r| rows(r).len() == 4);
+    let row = |needle: &str| {
+        rows(&report)
+            .iter()
+            .find(|r| r["client"]["user_agent"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no row for {needle}: {report:#}"))
+            .clone()
+    };
+    let payroll = row("PayrollSync");
+    assert_eq!(payroll["client"]["credential"], "basic:lönesystem");
+    assert_eq!(
+        payroll["client"]["user_agent"], PAYROLL,
+        "the whole User-Agent"
+    );
+    assert_eq!(payroll["client"]["class"], "unknown");
+    assert_eq!(payroll["customer_number"], "1234");
+    assert_eq!(payroll["contact"], serde_json::Value::Null);
+    let jwt_row = row("python-requests");
+    assert_eq!(
+        jwt_row["client"]["credential"],
+        "jwt:sub=svc-timesync,azp=timesync-app (unverified)"
+    );
+    assert_eq!(jwt_row["client"]["class"], "script");
+    let keyed = row("Go-http-client")["client"]["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        keyed.starts_with("x-api-key:key:") && keyed.len() == "x-api-key:key:".len() + 8,
+        "{keyed}"
+    );
+    let outlook = row("Microsoft Office");
+    assert_eq!(outlook["client"]["class"], "calendar");
+    assert_eq!(outlook["count"], 4);
+    assert_eq!(outlook["customer_number"], "5678");
+    assert_eq!(outlook["contact"], "IT-avdelningen, it@exempel.com");
+    // The summary: exempel (4 requests from one client) before acme (3 from three).
+    let tenants: Vec<(&str, u64, u64, &str)> = report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tenant"].as_str().unwrap(),
+                t["requests_7d"].as_u64().unwrap(),
+                t["clients"].as_u64().unwrap(),
+                t["contact"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tenants,
+        [
+            ("exempel", 4, 1, "IT-avdelningen, it@exempel.com"),
+            ("acme", 3, 3, "")
+        ]
+    );
+    let page = gw.admin("/stragglers").1;
+    let (exempel_at, acme_at) = (
+        page.find("href=\"#tenant-exempel\"")
+            .expect("exempel in the summary"),
+        page.find("href=\"#tenant-acme\"")
+            .expect("acme in the summary"),
+    );
+    assert!(exempel_at < acme_at, "ranked by the last 7 days");
+
+    // Filters narrow the JSON, the CSV and the page alike.
+    let filtered = |query: &str| -> serde_json::Value {
+        serde_json::from_str(&gw.admin(&format!("/stragglers.json?{query}")).1).unwrap()
+    };
+    let agents = |r: &serde_json::Value| -> BTreeSet<String> {
+        rows(r)
+            .iter()
+            .map(|r| r["client"]["user_agent"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(rows(&filtered("tenant=acme")).len(), 3);
+    assert_eq!(
+        agents(&filtered("class=calendar")),
+        BTreeSet::from([OUTLOOK.to_owned()])
+    );
+    assert_eq!(
+        agents(&filtered("tenant=acme&class=script")),
+        BTreeSet::from([
+            "python-requests/2.31.0".to_owned(),
+            "Go-http-client/1.1".to_owned()
+        ])
+    );
+    assert!(rows(&filtered("kind=timeclock")).is_empty());
+    let page = gw.admin("/stragglers?class=calendar").1;
+    assert!(
+        page.contains("<option selected>calendar</option>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Microsoft Office") && !page.contains("PayrollSync"),
+        "{page}"
+    );
+
+    // CSV: from the endpoint and from the command line, the same text.
+    let (status, csv) = gw.admin("/stragglers.csv");
+    assert_eq!(status, 200);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        &header[..4],
+        ["tenant", "customer_number", "contact", "kind"]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 4);
+    let outlook_line = records.iter().find(|r| &r[3] == "calendar").unwrap();
+    assert_eq!(&outlook_line[2], "IT-avdelningen, it@exempel.com");
+    assert_eq!(outlook_line.iter().next_back().unwrap(), OUTLOOK);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
+            .args(["stragglers", "--admin", &gw.admin.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(cli(&["--csv"]), csv);
+
+    // Forget the Basic client: gone from the report at once, and from the state file.
+    let id = payroll["client"]["id"].as_str().unwrap().to_owned();
+    let answer = cli(&["--forget", &id]);
+    assert!(answer.contains("\"rows_erased\": 1"), "{answer}");
+    let after = gw.admin("/stragglers.json").1;
+    assert!(
+        !after.contains(&id) && !after.contains("lönesystem"),
+        "{after}"
+    );
+    assert_eq!(gw.terminate(), Some(0));
+    let saved = std::fs::read_to_string(&state_file).unwrap();
+    assert!(
+        saved.contains("svc-timesync"),
+        "the others are kept: {saved}"
+    );
+    for gone in [id.as_str(), "lönesystem", "PayrollSync"] {
+        assert!(
+            !saved.contains(gone),
+            "{gone} still in the state file: {saved}"
+        );
+    }
+    // No secret of these clients anywhere: not the JWT signature, not the key, not the password.
+    for secret in ["JwtSignature46", "OpaqueKey47", "pw-1", "feedtoken"] {
+        assert!(
+            !saved.contains(secret) && !after.contains(secret) && !csv.contains(secret),
+            "{secret}"
+        );
+    }
+}

@@ -540,4 +540,53 @@ async fn real_clients_reach_the_new_endpoints_through_signpost() {
             }
         }
     }
+
+    // The census names each real client's class from the User-Agent it really sends.
+    let expected = [
+        (Client::Curl, "curl/", "script"),
+        (Client::Python, "python-requests/", "script"),
+        (Client::Java, "Java/", "script"),
+        (Client::Node, "node", "script"),
+        (Client::Calendar, OUTLOOK, "calendar"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (client, agent, class) in expected {
+        if env.available(client).is_err() {
+            continue;
+        }
+        loop {
+            let report: serde_json::Value =
+                serde_json::from_str(&gw.admin("/stragglers.json").1).unwrap();
+            let classes: Vec<(&str, &str)> = report["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["client"]["user_agent"].as_str().unwrap(),
+                        r["client"]["class"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            let seen: Vec<&str> = classes
+                .iter()
+                .filter(|(ua, _)| ua.starts_with(agent))
+                .map(|(_, c)| *c)
+                .collect();
+            if !seen.is_empty() {
+                assert!(
+                    seen.iter().all(|c| *c == class),
+                    "{}: {agent}… classed {seen:?}, not {class}",
+                    client.title()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no census row for {agent}…: {classes:?}",
+                client.title()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -1,0 +1,302 @@
+//! The census table one background task owns: a bounded LRU of client rows, the per-kind
+//! timeline behind the 48-hour chart and the per-tenant day counts behind the summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+
+use super::now;
+use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, DAY};
+
+/// Width of one timeline bucket, and how many are kept (48 hours).
+pub const BUCKET_SECONDS: u64 = 300;
+const BUCKETS: u64 = 576;
+/// Days of per-tenant counts kept: the summary's seven and the one the clock is leaving.
+const DAYS: usize = 8;
+
+pub struct Data {
+    /// Keyed by a hash of (tenant, kind, client id): no strings are built to look a row up.
+    pub clients: LruCache<u64, Row>,
+    keys: foldhash::fast::RandomState,
+    /// bucket start → kind → count
+    timeline: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// day start → tenant → count
+    days: BTreeMap<u64, HashMap<Arc<str>, u64>>,
+    evictions: u64,
+}
+
+/// A row as the worker keeps it: labels shared with the routing table, the client shared by
+/// all its rows. Strings are made only when a report asks for them.
+pub struct Row {
+    pub tenant: Arc<str>,
+    pub kind: Arc<str>,
+    pub client: Arc<Client>,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub count: u64,
+    pub last_path: String,
+    pub last_status: u16,
+}
+
+impl Row {
+    fn to_client_row(&self) -> ClientRow {
+        ClientRow {
+            tenant: self.tenant.to_string(),
+            kind: self.kind.to_string(),
+            client: Client::clone(&self.client),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            last_path: self.last_path.clone(),
+            last_status: self.last_status,
+            customer_number: None,
+            contact: None,
+        }
+    }
+}
+
+impl Data {
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        Data {
+            clients: LruCache::new(capacity),
+            keys: foldhash::fast::RandomState::default(),
+            timeline: BTreeMap::new(),
+            days: BTreeMap::new(),
+            evictions: 0,
+        }
+    }
+
+    /// Adds one client's requests (a row as it would stand alone); returns whether a client
+    /// was evicted to make room.
+    pub fn record(&mut self, s: Row) -> bool {
+        let bucket = s.last_seen - s.last_seen % BUCKET_SECONDS;
+        let kinds = self.timeline.entry(bucket).or_default();
+        match kinds.get_mut(&*s.kind) {
+            Some(n) => *n += s.count,
+            None => {
+                kinds.insert(s.kind.to_string(), s.count);
+            }
+        }
+        while self.timeline.len() as u64 > BUCKETS {
+            self.timeline.pop_first();
+        }
+        let day = s.last_seen - s.last_seen % DAY;
+        *self
+            .days
+            .entry(day)
+            .or_default()
+            .entry(s.tenant.clone())
+            .or_default() += s.count;
+        while self.days.len() > DAYS {
+            self.days.pop_first();
+        }
+        let key = self.keys.hash_one((&*s.tenant, &*s.kind, &*s.client.id));
+        if let Some(row) = self.clients.get_mut(&key) {
+            // A 64-bit key collision would merge two clients; check rather than trust.
+            if row.tenant == s.tenant && row.kind == s.kind && row.client.id == s.client.id {
+                row.first_seen = row.first_seen.min(s.first_seen);
+                if s.last_seen >= row.last_seen {
+                    row.last_seen = s.last_seen;
+                    row.last_path = s.last_path;
+                    row.last_status = s.last_status;
+                }
+                row.count += s.count;
+                return false;
+            }
+        }
+        let evicted = self.clients.push(key, s).is_some_and(|(k, _)| k != key);
+        if evicted {
+            self.evictions += 1;
+        }
+        evicted
+    }
+
+    /// Drops the rows last seen before `cutoff` (Unix seconds): `census.retention`.
+    pub fn prune(&mut self, cutoff: u64) {
+        let old: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, row)| row.last_seen < cutoff)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in old {
+            self.clients.pop(&key);
+        }
+        self.timeline.retain(|at, _| *at >= cutoff);
+        self.days.retain(|day, _| day + DAY > cutoff);
+    }
+
+    /// Erases every row of the client `id`; returns how many there were.
+    pub fn forget(&mut self, id: &str) -> usize {
+        let rows: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, row)| row.client.id == id)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &rows {
+            self.clients.pop(key);
+        }
+        rows.len()
+    }
+
+    pub fn report(&self) -> Report {
+        let mut clients: Vec<ClientRow> = self
+            .clients
+            .iter()
+            .map(|(_, r)| r.to_client_row())
+            .collect();
+        clients.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
+        let timeline = self
+            .timeline
+            .iter()
+            .flat_map(|(at, kinds)| {
+                kinds.iter().map(|(kind, count)| TimelinePoint {
+                    at: *at,
+                    kind: kind.clone(),
+                    count: *count,
+                })
+            })
+            .collect();
+        let days = self
+            .days
+            .iter()
+            .flat_map(|(day, tenants)| {
+                tenants.iter().map(|(tenant, count)| DayCount {
+                    day: *day,
+                    tenant: tenant.to_string(),
+                    count: *count,
+                })
+            })
+            .collect();
+        Report {
+            generated_at: now(),
+            bucket_seconds: BUCKET_SECONDS,
+            evictions: self.evictions,
+            clients,
+            timeline,
+            days,
+            tenants: Vec::new(),
+        }
+    }
+
+    /// Loads a saved report (the state file) into an empty table.
+    pub fn apply(&mut self, report: Report) {
+        // Oldest first, so the LRU order comes back as it was.
+        let mut rows = report.clients;
+        rows.sort_by_key(|r| r.last_seen);
+        for row in rows {
+            let (tenant, kind): (Arc<str>, Arc<str>) = (row.tenant.into(), row.kind.into());
+            let key = self.keys.hash_one((&*tenant, &*kind, &*row.client.id));
+            let row = Row {
+                tenant,
+                kind,
+                client: Arc::new(row.client),
+                first_seen: row.first_seen,
+                last_seen: row.last_seen,
+                count: row.count,
+                last_path: row.last_path,
+                last_status: row.last_status,
+            };
+            self.clients.push(key, row);
+        }
+        for p in report.timeline {
+            *self
+                .timeline
+                .entry(p.at)
+                .or_default()
+                .entry(p.kind)
+                .or_default() += p.count;
+        }
+        for d in report.days {
+            *self
+                .days
+                .entry(d.day)
+                .or_default()
+                .entry(d.tenant.into())
+                .or_default() += d.count;
+        }
+        self.evictions = report.evictions;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::agent::ClientClass;
+    use super::*;
+
+    pub fn sighting(tenant: &str, id: &str, at: u64) -> Row {
+        Row {
+            tenant: tenant.into(),
+            kind: "api".into(),
+            client: Arc::new(Client {
+                id: id.into(),
+                user_agent: "x".into(),
+                address: "192.0.2.1".into(),
+                credential: None,
+                class: ClientClass::Unknown,
+            }),
+            last_path: "/HRM/API/v1".into(),
+            last_status: 200,
+            first_seen: at,
+            last_seen: at,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn counts_and_evicts_the_least_recently_seen() {
+        let mut data = Data::new(NonZeroUsize::new(2).unwrap());
+        assert!(!data.record(sighting("t", "a", 1000)));
+        assert!(!data.record(sighting("t", "b", 1001)));
+        assert!(!data.record(sighting("t", "a", 1002)));
+        assert!(
+            data.record(sighting("t", "c", 1003)),
+            "b was least recently seen"
+        );
+        let report = data.report();
+        let ids: Vec<_> = report
+            .clients
+            .iter()
+            .map(|r| (r.client.id.as_str(), r.count))
+            .collect();
+        assert_eq!(ids, vec![("c", 1), ("a", 2)]);
+        assert_eq!(report.evictions, 1);
+        assert_eq!(
+            report.timeline,
+            vec![TimelinePoint {
+                at: 900,
+                kind: "api".into(),
+                count: 4
+            }]
+        );
+        assert_eq!(
+            report.days,
+            vec![DayCount {
+                day: 0,
+                tenant: "t".into(),
+                count: 4
+            }]
+        );
+    }
+
+    #[test]
+    fn forget_erases_every_row_of_the_client() {
+        let mut data = Data::new(NonZeroUsize::new(5).unwrap());
+        data.record(sighting("t", "a", 1000));
+        data.record(sighting("u", "a", 1000));
+        data.record(sighting("u", "b", 1000));
+        assert_eq!(data.forget("a"), 2);
+        assert_eq!(data.forget("a"), 0);
+        let ids: Vec<_> = data
+            .report()
+            .clients
+            .into_iter()
+            .map(|r| r.client.id)
+            .collect();
+        assert_eq!(ids, ["b"]);
+    }
+}
