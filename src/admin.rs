@@ -81,7 +81,8 @@ impl Admin {
 
     /// The census as `?tenant=&kind=&class=` asks for it, with each row's customer number and
     /// contact from the running config.
-    fn report(&self, query: Option<&str>) -> Report {
+    async fn report(&self, query: Option<&str>) -> Report {
+        let report = self.census.shared_report().await;
         let tables = self.live.tables.load();
         let tenants: std::collections::HashMap<&str, &crate::table::Tenant> =
             tables.tenants().iter().map(|t| (&*t.id, t)).collect();
@@ -92,18 +93,25 @@ impl Admin {
                 t.contact.as_deref().map(Into::into),
             ))
         };
-        self.census
-            .report()
-            .served(&Filter::from_query(query), &info)
+        report.served(&Filter::from_query(query), &info)
     }
 
-    fn forget(&self, id: &str) -> Response<Vec<u8>> {
-        let erased = self.census.forget(id);
-        tracing::info!(client = id, rows = erased, "census client erased");
-        json(
-            StatusCode::OK,
-            &serde_json::json!({ "client": id, "rows_erased": erased }),
-        )
+    async fn forget(&self, id: &str) -> Response<Vec<u8>> {
+        match self.census.forget(id).await {
+            Ok(erased) => {
+                tracing::info!(client = id, rows = erased, "census client erased");
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "client": id, "rows_erased": erased }),
+                )
+            }
+            // Erased here; the store's rows remain until it answers: say so, and let the
+            // operator repeat the request.
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "client": id, "error": format!("erased on this instance, not in the census store: {e}") }),
+            ),
+        }
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
@@ -224,11 +232,11 @@ impl ServeHttp for Admin {
             (Method::GET, "/metrics") => self.metrics(),
             (Method::GET, "/stragglers") => {
                 let filter = Filter::from_query(uri.query());
-                reply(StatusCode::OK, "text/html; charset=utf-8", page::render(&self.report(uri.query()), &filter))
+                reply(StatusCode::OK, "text/html; charset=utf-8", page::render(&self.report(uri.query()).await, &filter))
             }
-            (Method::GET, "/stragglers.json") => json(StatusCode::OK, &self.report(uri.query())),
-            (Method::GET, "/stragglers.csv") => reply(StatusCode::OK, "text/csv; charset=utf-8", table::csv(&self.report(uri.query()))),
-            (Method::DELETE, id) if id.starts_with("/stragglers/") => self.forget(&id["/stragglers/".len()..]),
+            (Method::GET, "/stragglers.json") => json(StatusCode::OK, &self.report(uri.query()).await),
+            (Method::GET, "/stragglers.csv") => reply(StatusCode::OK, "text/csv; charset=utf-8", table::csv(&self.report(uri.query()).await)),
+            (Method::DELETE, id) if id.starts_with("/stragglers/") => self.forget(&id["/stragglers/".len()..]).await,
             (Method::GET, "/config") => json(StatusCode::OK, &*self.live.info.load_full()),
             (Method::GET, "/-/healthy") => text(StatusCode::OK, "ok"),
             (Method::GET, "/-/ready") if self.live.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Method, StatusCode};
@@ -107,6 +108,17 @@ impl Builder<'_> {
                         None
                     }
                 });
+        if let Some(store) = &main.census.store {
+            if let Err(e) = super::StoreSettings::from_file(store, base, Duration::ZERO) {
+                let field = match e {
+                    super::StoreProblem::Url(_) => "url",
+                    super::StoreProblem::PasswordFile(_) => "password_file",
+                    super::StoreProblem::Ca(_) => "ca",
+                };
+                let path = root.key("census").key("store").key(field);
+                self.problem(0, path, Problem::CensusStore(e.to_string()));
+            }
+        }
         for name in main.vars.keys().filter(|n| !is_name(n)) {
             let path = root.key("vars").key(name);
             self.problem(0, path, Problem::VarName(name.clone()));

@@ -22,6 +22,8 @@ pub enum Problem {
     HttpsWithoutTls,
     #[error("tls: {0}")]
     Tls(String),
+    #[error("census.store: {0}")]
+    CensusStore(String),
     #[error("invalid variable name `{0}`")]
     VarName(String),
     #[error("upstream `{name}`: {error}")]

@@ -110,6 +110,26 @@ pub struct FileCensus {
     pub api_key_headers: Vec<String>,
     /// Basic and Digest user names on the report: `clear` (default) or `hashed`.
     pub user_names: Option<UserNames>,
+    /// One census for a fleet, in PostgreSQL.
+    pub store: Option<FileCensusStore>,
+}
+
+/// `census.store`: where the replicas of a fleet keep one census.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCensusStore {
+    /// `postgresql://USER@HOST:PORT/DB[?sslmode=…]`, without a password.
+    pub url: String,
+    pub password_file: Option<String>,
+    /// Trust roots for the database's certificate: TLS is then required and verified.
+    pub ca: Option<String>,
+    /// This replica's name in the store; default: the host name.
+    pub instance: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub flush_interval: Option<Duration>,
+    /// Rows not seen for this long are pruned from the store; default `census.retention`.
+    #[serde(default, deserialize_with = "duration")]
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -11,6 +11,7 @@ pub mod build;
 pub mod error;
 pub mod file;
 pub mod locate;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::table::Table;
 use crate::tls::CertStore;
 use error::{ConfigError, ConfigErrors, Problem};
 use file::{FileConfig, FileInclude, FileListen, UserNames};
+pub use store::{read_password, trust_roots, StoreProblem, StoreSettings};
 
 /// How long in-flight requests may finish after SIGTERM when `server.grace_period` is not set.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -79,6 +81,8 @@ pub struct CensusSettings {
     pub api_key_headers: Vec<String>,
     /// `census.user_names: hashed`: Basic user names fingerprinted instead of shown.
     pub hash_user_names: bool,
+    /// The fleet's shared census, if there is one.
+    pub store: Option<StoreSettings>,
 }
 
 /// One file's text, kept so errors found after parsing can be given a line.
@@ -197,6 +201,11 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             hash_user_names: c.user_names == Some(UserNames::Hashed),
+            // Checked by `build` already: a store that does not resolve never gets here.
+            store: c.store.as_ref().and_then(|s| {
+                let retention = c.retention.unwrap_or(DEFAULT_RETENTION);
+                StoreSettings::from_file(s, base, retention).ok()
+            }),
         },
         listen: main.listen.clone(),
         threads: main.server.threads,

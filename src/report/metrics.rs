@@ -24,6 +24,12 @@ pub struct Metrics {
     pub tenant_sunset: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
+    /// Client rows waiting to be flushed to the census store.
+    pub store_backlog: IntGauge,
+    /// Sightings dropped because the store's backlog was full.
+    pub store_dropped: IntCounter,
+    pub store_flush_errors: IntCounterVec,
+    pub store_last_flush: Gauge,
 }
 
 impl Metrics {
@@ -116,6 +122,29 @@ impl Metrics {
             "Sightings not recorded because the census queue was full.",
         )
         .expect("valid metric");
+        let store_backlog = IntGauge::new(
+            "signpost_census_store_backlog",
+            "Census client rows counted here and not yet flushed to the census store.",
+        )
+        .expect("valid metric");
+        let store_dropped = IntCounter::new(
+            "signpost_census_store_dropped_total",
+            "Sightings not sent to the census store because its backlog was full.",
+        )
+        .expect("valid metric");
+        let store_flush_errors = IntCounterVec::new(
+            Opts::new(
+                "signpost_census_store_flush_errors_total",
+                "Failed flushes to the census store, by reason (connect, tls, auth, query, timeout).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let store_last_flush = Gauge::new(
+            "signpost_census_store_last_flush_timestamp_seconds",
+            "When this instance last flushed to the census store.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "signpost_build_info",
@@ -141,6 +170,10 @@ impl Metrics {
             Box::new(tenant_sunset.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
+            Box::new(store_backlog.clone()),
+            Box::new(store_dropped.clone()),
+            Box::new(store_flush_errors.clone()),
+            Box::new(store_last_flush.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -163,6 +196,10 @@ impl Metrics {
             tenant_sunset,
             census_evictions,
             census_dropped,
+            store_backlog,
+            store_dropped,
+            store_flush_errors,
+            store_last_flush,
         }
     }
 

@@ -6,6 +6,7 @@ mod common;
 
 mod admin_surface;
 mod census;
+mod census_store;
 mod cli;
 mod client_matrix;
 mod deadlines;

@@ -179,7 +179,7 @@ impl Data {
             clients,
             timeline,
             days,
-            tenants: Vec::new(),
+            ..Report::default()
         }
     }
 

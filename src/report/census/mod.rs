@@ -7,13 +7,15 @@
 //! bounded table ([`data`]). There the identity becomes a report client ([`identity`]), so raw
 //! credentials live only in memory, for at most one drain interval. The table is snapshotted to
 //! a state file ([`state`]) periodically and at shutdown, and restored at start, so a restart
-//! loses at most one interval.
+//! loses at most one interval. With `census.store`, the drain also fills the outbox that
+//! [`store`] flushes to PostgreSQL, and reports show the fleet's census from there.
 
 pub mod agent;
 mod data;
 pub mod identity;
 pub mod rows;
 mod state;
+mod store;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
@@ -34,6 +36,7 @@ use data::{Data, Row};
 use identity::{capped_user_agent, Fingerprinter, RawIdentity};
 pub use rows::{Client, ClientRow, DayCount, Filter, Report, TenantSummary, TimelinePoint};
 pub use state::StateFileError;
+use store::Store;
 
 /// What a shard accumulates for one raw identity between drains.
 #[derive(Debug)]
@@ -57,9 +60,14 @@ pub struct Census {
     hasher: foldhash::fast::RandomState,
     fingerprints: Fingerprinter,
     data: Mutex<Data>,
+    store: Option<Store>,
     settings: CensusSettings,
     metrics: Arc<Metrics>,
 }
+
+/// How long the start waits for the store to agree on the fingerprint key, and the exit for
+/// the last flush.
+const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Drains the shards; run it with [`CensusWorker::run`].
 pub struct CensusWorker {
@@ -131,12 +139,31 @@ impl Census {
             None => tracing::info!("census kept in memory only: a restart loses it"),
         }
         // Without a state file the key lives as long as the census: in memory.
-        let key = key.unwrap_or_else(|| state::new_key().to_vec());
+        let mut key = key.unwrap_or_else(|| state::new_key().to_vec());
+        let store = settings
+            .store
+            .clone()
+            .map(|s| Store::new(s, settings.max_clients, metrics.clone()));
+        if let Some(store) = &store {
+            // The fleet shares one key, so that one client has one id on every instance.
+            let local = key.clone();
+            match on_own_runtime(STORE_PATIENCE, store.shared_key(&local)) {
+                Some(Ok(shared)) => {
+                    key = shared;
+                    tracing::info!(instance = store.incarnation(), "census store reached; the fleet's census is shared there");
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "census store not reached at start: counting goes on and is flushed when it is back, but this instance's client ids use its local key until a restart")
+                }
+                None => tracing::warn!("census store did not answer at start: counting goes on and is flushed when it is back, but this instance's client ids use its local key until a restart"),
+            }
+        }
         let census = Arc::new(Census {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             fingerprints: Fingerprinter::new(&key, settings.hash_user_names),
             data: Mutex::new(data),
+            store,
             settings,
             metrics,
         });
@@ -246,9 +273,32 @@ impl Census {
             .find_map(|name| Some((name.as_str(), headers.get(name.as_str())?.to_str().ok()?)))
     }
 
-    /// The census as it is now.
+    /// This instance's census as it is now.
     pub fn report(&self) -> Report {
         self.data.lock().map(|d| d.report()).unwrap_or_default()
+    }
+
+    /// The census reports show: the fleet's from the store when there is one and it answers,
+    /// else this instance's (saying why).
+    pub async fn shared_report(&self) -> Report {
+        let Some(store) = &self.store else {
+            return Report {
+                scope: "instance".into(),
+                ..self.report()
+            };
+        };
+        match store.report(self.settings.max_clients).await {
+            Ok(report) => Report {
+                scope: "fleet".into(),
+                evictions: self.report().evictions,
+                ..report
+            },
+            Err(e) => Report {
+                scope: "instance".into(),
+                store_error: Some(e.to_string()),
+                ..self.report()
+            },
+        }
     }
 
     /// The clients seen most, for the last-seen gauge.
@@ -259,15 +309,19 @@ impl Census {
         rows
     }
 
-    /// Erases every row of one client (`DELETE /stragglers/ID`) and saves at once, so the
-    /// erasure is on disk when the answer says so; returns how many rows there were.
-    pub fn forget(&self, id: &str) -> usize {
+    /// Erases every row of one client (`DELETE /stragglers/ID`) here and in the store, and
+    /// saves at once, so the erasure is on disk when the answer says so; returns how many rows
+    /// there were (the store's count when there is one).
+    pub async fn forget(&self, id: &str) -> Result<u64, String> {
         // Sightings still in the shards are folded first: otherwise the next drain would bring
         // the client back.
         self.drain();
-        let erased = self.data.lock().map(|mut d| d.forget(id)).unwrap_or(0);
+        let erased = self.data.lock().map(|mut d| d.forget(id)).unwrap_or(0) as u64;
         self.save();
-        erased
+        match &self.store {
+            Some(store) => store.forget(id).await.map_err(|e| e.to_string()),
+            None => Ok(erased),
+        }
     }
 
     /// Folds every shard's pending counts into the table.
@@ -307,17 +361,23 @@ impl Census {
                 last_path: p.path,
                 last_status: p.status,
             };
+            if let Some(store) = &self.store {
+                store.add(&row);
+            }
             if data.record(row) {
                 self.metrics.census_evictions.inc();
             }
         }
     }
 
-    /// Folds what the workers counted into the table and saves the state file: the last word
-    /// at shutdown, once every worker has stopped.
+    /// Folds what the workers counted into the table, saves the state file and flushes to the
+    /// store: the last word at shutdown, once every worker (and runtime) has stopped.
     pub fn flush(&self) {
         self.drain();
         self.save();
+        if let Some(store) = &self.store {
+            on_own_runtime(STORE_PATIENCE * 2, store.final_flush(STORE_PATIENCE));
+        }
     }
 
     /// Writes the state file, without the rows past `census.retention`.
@@ -338,26 +398,71 @@ impl Census {
 
 impl CensusWorker {
     /// Drains the shards every 200 ms until `shutdown` fires, saving the state file every
-    /// interval and once more on the way out.
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// interval and once more on the way out; beside it, flushes to the store every
+    /// `flush_interval`.
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
         let census = self.census;
-        let mut drain = tokio::time::interval(DRAIN_EVERY);
-        let mut save = tokio::time::interval(
-            census
-                .settings
-                .snapshot_interval
-                .max(Duration::from_secs(1)),
-        );
-        save.tick().await;
-        loop {
-            tokio::select! {
-                _ = drain.tick() => census.drain(),
-                _ = save.tick() => census.save(),
-                _ = shutdown.changed() => break,
+        let mut stop = shutdown.clone();
+        let drain = async {
+            let mut drain = tokio::time::interval(DRAIN_EVERY);
+            let mut save = tokio::time::interval(
+                census
+                    .settings
+                    .snapshot_interval
+                    .max(Duration::from_secs(1)),
+            );
+            save.tick().await;
+            loop {
+                tokio::select! {
+                    _ = drain.tick() => census.drain(),
+                    _ = save.tick() => census.save(),
+                    _ = stop.changed() => break,
+                }
             }
-        }
-        census.flush();
+            census.drain();
+            census.save();
+        };
+        let mut stop = shutdown;
+        let flush = async {
+            let Some(store) = &census.store else {
+                return;
+            };
+            let mut every = tokio::time::interval(store.flush_interval());
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => store.flush().await,
+                    _ = stop.changed() => break,
+                }
+            }
+            // What was counted until the shutdown began; the grace period's requests follow
+            // in the final flush.
+            census.drain();
+            let _ = tokio::time::timeout(STORE_PATIENCE, store.flush()).await;
+        };
+        tokio::join!(drain, flush);
     }
+}
+
+/// Runs `work` to its end, or for at most `limit`, on a runtime of its own in a thread of
+/// its own: callable at start and at exit, where no runtime runs, and from within one.
+fn on_own_runtime<F: std::future::Future + Send>(limit: Duration, work: F) -> Option<F::Output>
+where
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async { tokio::time::timeout(limit, work).await.ok() })
+            })
+            .join()
+            .ok()
+            .flatten()
+    })
 }
 
 /// The User-Agent as sent, capped (see `identity`).
@@ -384,6 +489,7 @@ mod tests {
             trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
             api_key_headers: vec!["x-api-key".into()],
             hash_user_names: false,
+            store: None,
         }
     }
 

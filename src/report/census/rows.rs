@@ -86,6 +86,12 @@ pub struct Report {
     /// Ranked by `requests_7d`, most first; made when the report is served.
     #[serde(default)]
     pub tenants: Vec<TenantSummary>,
+    /// `fleet` when read from the census store, `instance` for this instance's own census.
+    #[serde(default)]
+    pub scope: String,
+    /// Why the store could not be read, when a report that should be the fleet's is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 /// What a reader asked to see: `?tenant=acme&kind=api&class=script`.
