@@ -68,6 +68,11 @@ impl StoreSettings {
         retention: Duration,
     ) -> Result<StoreSettings, StoreProblem> {
         let url = |why: String| StoreProblem::Url(why);
+        if !file.url.starts_with("postgresql://") && !file.url.starts_with("postgres://") {
+            return Err(url(
+                "write it as postgresql://USER@HOST:PORT/DATABASE".into()
+            ));
+        }
         let mut postgres = tokio_postgres::Config::from_str(&file.url).map_err(|e| {
             url(format!(
                 "{e} (write postgresql://USER@HOST:PORT/DATABASE; sslmode may be disable, prefer or require)"

@@ -266,7 +266,7 @@ async fn tls_to_the_store_is_verified() {
 async fn forgetting_a_client_on_one_instance_erases_it_fleet_wide() {
     let pg = Postgres::start();
     let a = start(&pg, "forget-a");
-    let b = start(&pg, "forget-b");
+    let mut b = start(&pg, "forget-b");
     timeclock(&a, 2, "Erase/1.0").await;
     timeclock(&b, 1, "Erase/1.0").await;
     timeclock(&b, 1, "Keep/1.0").await;
@@ -292,5 +292,49 @@ async fn forgetting_a_client_on_one_instance_erases_it_fleet_wide() {
         ))
         .trim(),
         "0"
+    );
+    // The other instance drops it from its own census and state file too.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(b.terminate(), Some(0));
+    let saved = std::fs::read_to_string(b.dir.path().join("state/census.json")).unwrap();
+    assert!(saved.contains("Keep/1.0"), "{saved}");
+    assert!(
+        !saved.contains(&id) && !saved.contains("Erase/1.0"),
+        "{saved}"
+    );
+}
+
+/// The schema is versioned: a store written by a newer Signpost is left alone, the flush
+/// fails saying why, and the report falls back to this instance's census.
+#[tokio::test]
+async fn a_store_with_a_newer_schema_is_not_touched() {
+    let pg = Postgres::start();
+    let gw = start(&pg, "old");
+    timeclock(&gw, 1, "Terminal/1.0").await;
+    assert_fleet_count(&[&gw], "timeclock", 1);
+    assert_eq!(
+        pg.sql("SELECT version FROM signpost_census_schema").trim(),
+        "2"
+    );
+    drop(gw);
+    pg.sql("UPDATE signpost_census_schema SET version = 99");
+    let gw = start(&pg, "old");
+    timeclock(&gw, 1, "Terminal/1.0").await;
+    let errors = gw.metric_when(
+        "signpost_census_store_flush_errors_total{reason=\"query\"}",
+        |n| n > 0.0,
+    );
+    assert!(errors > 0.0);
+    let report: serde_json::Value = serde_json::from_str(&gw.admin("/stragglers.json").1).unwrap();
+    assert_eq!(report["scope"], "instance", "{report:#}");
+    let why = report["store_error"].as_str().unwrap();
+    assert!(
+        why.contains("version 99") && why.contains("upgrade Signpost"),
+        "{why}"
+    );
+    assert_eq!(
+        pg.sql("SELECT sum(count) FROM signpost_census_clients")
+            .trim(),
+        "1"
     );
 }

@@ -112,6 +112,48 @@ fn check_reports_file_and_line_and_exits_1() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A census store `check` cannot use is named with its line: a password in the URL (never
+/// echoed), a URL that is not PostgreSQL's, a password file that cannot be read.
+#[test]
+fn check_rejects_a_census_store_it_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("store.yaml");
+    for (store, line, reason) in [
+        (
+            "{ url: 'postgresql://signpost:zq7hunter2@db/census' }",
+            3,
+            "census.store: url: holds a password: put it in password_file",
+        ),
+        (
+            "{ url: 'mysql://signpost@db/census' }",
+            3,
+            "census.store: url: write it as postgresql://USER@HOST:PORT/DATABASE",
+        ),
+        (
+            "\n    url: 'postgresql://signpost@db/census'\n    password_file: missing.pw",
+            5,
+            "census.store: password_file: ",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("listen: {{ http: 127.0.0.1:0 }}\ncensus:\n  store: {store}\ntenants: []\n"),
+        )
+        .unwrap();
+        let out = signpost(&["check", "--config", config.to_str().unwrap()]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(
+            shown.starts_with(&format!("{}:{line}: {reason}", config.display())),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("zq7hunter2"),
+            "the password was echoed: {shown}"
+        );
+    }
+}
+
 #[test]
 fn run_with_a_broken_config_exits_before_binding() {
     let dir = tempfile::tempdir().unwrap();

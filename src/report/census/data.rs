@@ -129,12 +129,13 @@ impl Data {
         self.days.retain(|day, _| day + DAY > cutoff);
     }
 
-    /// Erases every row of the client `id`; returns how many there were.
-    pub fn forget(&mut self, id: &str) -> usize {
+    /// Erases every row of the client `id` last seen at or before `until`; returns how many
+    /// there were.
+    pub fn forget(&mut self, id: &str, until: u64) -> usize {
         let rows: Vec<u64> = self
             .clients
             .iter()
-            .filter(|(_, row)| row.client.id == id)
+            .filter(|(_, row)| row.client.id == id && row.last_seen <= until)
             .map(|(key, _)| *key)
             .collect();
         for key in &rows {
@@ -289,8 +290,9 @@ mod tests {
         data.record(sighting("t", "a", 1000));
         data.record(sighting("u", "a", 1000));
         data.record(sighting("u", "b", 1000));
-        assert_eq!(data.forget("a"), 2);
-        assert_eq!(data.forget("a"), 0);
+        assert_eq!(data.forget("b", 999), 0, "seen after the erasure: kept");
+        assert_eq!(data.forget("a", 1000), 2);
+        assert_eq!(data.forget("a", 1000), 0);
         let ids: Vec<_> = data
             .report()
             .clients

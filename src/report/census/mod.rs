@@ -316,11 +316,31 @@ impl Census {
         // Sightings still in the shards are folded first: otherwise the next drain would bring
         // the client back.
         self.drain();
-        let erased = self.data.lock().map(|mut d| d.forget(id)).unwrap_or(0) as u64;
+        let erased = self
+            .data
+            .lock()
+            .map(|mut d| d.forget(id, u64::MAX))
+            .unwrap_or(0) as u64;
         self.save();
         match &self.store {
             Some(store) => store.forget(id).await.map_err(|e| e.to_string()),
             None => Ok(erased),
+        }
+    }
+
+    /// Drops the clients another instance erased from the store (each as it was when erased:
+    /// a client that called again since keeps its new row).
+    fn forget_erased(&self, erased: &[(String, u64)]) {
+        let dropped: usize = match self.data.lock() {
+            Ok(mut data) => erased.iter().map(|(id, at)| data.forget(id, *at)).sum(),
+            Err(_) => 0,
+        };
+        if dropped > 0 {
+            tracing::info!(
+                rows = dropped,
+                "census clients erased on another instance dropped here too"
+            );
+            self.save();
         }
     }
 
@@ -431,7 +451,10 @@ impl CensusWorker {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = every.tick() => store.flush().await,
+                    _ = every.tick() => {
+                        let erased = store.flush().await;
+                        census.forget_erased(&erased);
+                    }
                     _ = stop.changed() => break,
                 }
             }

@@ -49,6 +49,9 @@ const MIGRATIONS: &[&str] = &[
         batch bigint NOT NULL, flushed_at bigint NOT NULL);
      CREATE TABLE signpost_census_key (
         id integer PRIMARY KEY CHECK (id = 1), key bytea NOT NULL);",
+    // 2: erasures, so that every instance also drops the client from its own census.
+    "CREATE TABLE signpost_census_forgotten (
+        client_id text PRIMARY KEY, forgotten_at bigint NOT NULL);",
 ];
 
 /// Advisory lock ids: the schema migration, and retention pruning (one instance at a time).
@@ -141,6 +144,8 @@ struct Flusher {
     in_flight: Option<Batch>,
     next_seq: i64,
     last_prune: Option<Instant>,
+    /// When the erasures were last read (Unix seconds; 0: never).
+    erasures_seen: u64,
 }
 
 pub struct Store {
@@ -306,8 +311,9 @@ impl Store {
     }
 
     /// Writes what is waiting: the batch being retried, then the outbox as the next batch.
-    /// Errors are counted and logged; what failed stays to be retried.
-    pub async fn flush(&self) {
+    /// Errors are counted and logged; what failed stays to be retried. Returns the clients
+    /// erased fleet-wide since the last look, with when: this instance drops them too.
+    pub async fn flush(&self) -> Vec<(String, u64)> {
         let mut flusher = self.flusher.lock().await;
         // Two rounds: a batch being retried, then what arrived since.
         for _ in 0..2 {
@@ -346,6 +352,34 @@ impl Store {
                 tracing::warn!(error = %e, "census store pruning failed");
             }
             flusher.last_prune = Some(Instant::now());
+        }
+        self.erasures(&mut flusher).await
+    }
+
+    /// Erasures recorded since the last look (all of them at the first, so an instance that
+    /// was down when a client was erased drops it from its state file too).
+    async fn erasures(&self, flusher: &mut Flusher) -> Vec<(String, u64)> {
+        let Some(db) = flusher.db.as_ref() else {
+            return Vec::new();
+        };
+        // A second of overlap: erasing twice is harmless, missing one is not.
+        let since = flusher.erasures_seen.saturating_sub(1) as i64;
+        let checked = now();
+        let read = async {
+            db.query(
+                "SELECT client_id, forgotten_at FROM signpost_census_forgotten WHERE forgotten_at >= $1",
+                &[&since],
+            )
+            .await
+        };
+        match tokio::time::timeout(STORE_TIMEOUT, read).await {
+            Ok(Ok(rows)) => {
+                flusher.erasures_seen = checked;
+                rows.iter()
+                    .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                    .collect()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -537,11 +571,22 @@ impl Store {
         let Some(db) = flusher.db.as_ref() else {
             return Ok(0);
         };
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-        let erase = db.execute(
-            "DELETE FROM signpost_census_clients WHERE client_id = $1",
-            &params,
-        );
+        let erase = async {
+            let at = now() as i64;
+            let n = db
+                .execute(
+                    "DELETE FROM signpost_census_clients WHERE client_id = $1",
+                    &[&id],
+                )
+                .await?;
+            db.execute(
+                "INSERT INTO signpost_census_forgotten (client_id, forgotten_at) VALUES ($1, $2)
+                 ON CONFLICT (client_id) DO UPDATE SET forgotten_at = EXCLUDED.forgotten_at",
+                &[&id, &at],
+            )
+            .await?;
+            Ok::<_, tokio_postgres::Error>(n)
+        };
         match tokio::time::timeout(STORE_TIMEOUT, erase).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
