@@ -2,13 +2,14 @@
 //! instances, a store that goes away under traffic, SIGKILL and restarts, verified TLS, and a
 //! password that appears nowhere it should not.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
 
+use crate::common::haproxy::{Backend, Haproxy};
 use crate::common::postgres::{Postgres, PASSWORD};
-use crate::common::{Gateway, Log, TestCa, Traffic};
+use crate::common::{free_port, Gateway, Log, TestCa, Traffic};
 
 const TIMECLOCK: &str = "http://acme.flexhosting.se/Timeclock";
 const TIMECLOCK_TO: &str = "https://timeclock.flexhrm.com/default/1234";
@@ -24,6 +25,24 @@ fn with_store(config: &mut Value, dir: &Path, pg: &Postgres, name: &str) {
     .unwrap();
     config["server"]["grace_period"] = Value::from("1s");
 }
+
+/// A config file (in its own folder) for instance `name` of a fleet on `pg`, its listeners
+/// (http, https, admin) on `listen`.
+fn fleet_config(pg: &Postgres, name: &str, listen: [&str; 3]) -> (PathBuf, tempfile::TempDir) {
+    let text = std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
+    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (listener, addr) in ["http", "https", "admin"].into_iter().zip(listen) {
+        config["listen"][listener] = Value::from(addr);
+    }
+    config["tls"]["certs"] = Value::from(crate::common::repo().join("certs").to_str().unwrap());
+    with_store(&mut config, dir.path(), pg, name);
+    let path = dir.path().join("signpost.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    (path, dir)
+}
+
+const ANY_PORT: [&str; 3] = ["127.0.0.1:0"; 3];
 
 fn start(pg: &Postgres, name: &str) -> Gateway {
     Gateway::start_with(|config, dir| with_store(config, dir, pg, name))
@@ -94,17 +113,7 @@ async fn two_instances_show_one_census_with_exact_counts() {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let spawn = |name: &str| {
-        let text =
-            std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        for listener in ["http", "https", "admin"] {
-            config["listen"][listener] = Value::from("127.0.0.1:0");
-        }
-        config["tls"]["certs"] = Value::from(crate::common::repo().join("certs").to_str().unwrap());
-        with_store(&mut config, dir.path(), &pg, name);
-        let path = dir.path().join("signpost.yaml");
-        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        let (path, dir) = fleet_config(&pg, name, ANY_PORT);
         let log = logs.path().join(format!("{name}.log"));
         let gw = Gateway::spawn(path, dir, Log::File(&log, "debug"));
         (gw, log)
@@ -191,17 +200,7 @@ async fn kills_and_restarts_neither_lose_nor_double_what_was_flushed() {
     let pg = Postgres::start();
     let state = tempfile::tempdir().unwrap();
     let spawn = || {
-        let text =
-            std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        for listener in ["http", "https", "admin"] {
-            config["listen"][listener] = Value::from("127.0.0.1:0");
-        }
-        config["tls"]["certs"] = Value::from(crate::common::repo().join("certs").to_str().unwrap());
-        with_store(&mut config, dir.path(), &pg, "box");
-        let path = dir.path().join("signpost.yaml");
-        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        let (path, dir) = fleet_config(&pg, "box", ANY_PORT);
         Gateway::spawn_with(path, dir, Log::Inherit("error"), state.path())
     };
     let mut gw = spawn();
@@ -337,4 +336,59 @@ async fn a_store_with_a_newer_schema_is_not_touched() {
             .trim(),
         "1"
     );
+}
+
+/// A rolling update of three instances behind HAProxy under steady load: each in turn is
+/// stopped (SIGTERM) and replaced by a new one with an empty state directory, as a pod is.
+/// No request fails, and every admin port shows the fleet's count: exactly the requests
+/// answered, whichever instance answered them and whether or not it still runs.
+#[tokio::test]
+async fn a_rolling_update_behind_haproxy_fails_no_request_and_loses_no_count() {
+    let _alone = crate::common::alone();
+    let pg = Postgres::start();
+    let ports: Vec<[String; 3]> = (0..3)
+        .map(|_| {
+            [
+                format!("127.0.0.1:{}", free_port()),
+                "127.0.0.1:0".to_owned(),
+                format!("127.0.0.1:{}", free_port()),
+            ]
+        })
+        .collect();
+    let spawn = |replica: usize, generation: usize| {
+        let listen = ports[replica].each_ref().map(String::as_str);
+        let (path, dir) = fleet_config(&pg, &format!("replica-{replica}-{generation}"), listen);
+        let state = dir.path().join("state");
+        Gateway::spawn_with(path, dir, Log::Inherit("error"), &state)
+    };
+    let mut replicas: Vec<Gateway> = (0..3).map(|r| spawn(r, 0)).collect();
+    let backends: Vec<Backend> = replicas
+        .iter()
+        .map(|gw| Backend {
+            http: gw.http,
+            admin: gw.admin,
+        })
+        .collect();
+    let haproxy = Haproxy::start(&backends);
+    let traffic = Traffic::start_at(haproxy.addr, TIMECLOCK, 4, &[TIMECLOCK_TO.to_owned()]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for (replica, running) in replicas.iter_mut().enumerate() {
+        assert_eq!(running.terminate(), Some(0), "replica {replica} stops");
+        *running = spawn(replica, 1);
+        // HAProxy sees it ready (two checks) before the next one goes.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    let answered = traffic.finish("through a rolling update").await;
+    let served: Vec<f64> = replicas
+        .iter()
+        .map(|gw| {
+            gw.metric(r#"signpost_requests_total{action="redirect",code="307",kind="timeclock",tenant="acme"}"#)
+        })
+        .collect();
+    assert!(
+        served.iter().all(|&n| n > 0.0),
+        "every new instance took traffic: {served:?}"
+    );
+    let all: Vec<&Gateway> = replicas.iter().collect();
+    assert_fleet_count(&all, "timeclock", answered);
 }

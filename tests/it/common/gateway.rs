@@ -250,16 +250,7 @@ impl Gateway {
     /// A client that trusts the development CA, resolves every example host to this gateway,
     /// and does not follow redirects.
     pub fn client(&self, scheme: &str) -> reqwest::Client {
-        let ca = std::fs::read(repo().join("certs/dev-ca/ca.pem")).unwrap();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .tls_info(true)
-            .timeout(Duration::from_secs(20));
-        for host in EXAMPLE_HOSTS {
-            builder = builder.resolve(host, self.addr_for(scheme));
-        }
-        builder.build().unwrap()
+        client_to(self.addr_for(scheme))
     }
 
     /// GET a legacy URL (its port replaced by this gateway's) with the default client.
@@ -270,11 +261,31 @@ impl Gateway {
 
     /// The same URL with the port of this gateway's listener for its scheme.
     pub fn url(&self, url: &str) -> String {
-        let mut u = reqwest::Url::parse(url).unwrap();
-        let port = self.addr_for(u.scheme()).port();
-        u.set_port(Some(port)).unwrap();
-        u.to_string()
+        let scheme = url.split(':').next().unwrap();
+        url_at(url, self.addr_for(scheme))
     }
+}
+
+/// A client that trusts the development CA, resolves every example host to `addr` (a gateway,
+/// or a load balancer in front of some), and does not follow redirects.
+pub fn client_to(addr: SocketAddr) -> reqwest::Client {
+    let ca = std::fs::read(repo().join("certs/dev-ca/ca.pem")).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .tls_info(true)
+        .timeout(Duration::from_secs(20));
+    for host in EXAMPLE_HOSTS {
+        builder = builder.resolve(host, addr);
+    }
+    builder.build().unwrap()
+}
+
+/// `url` with the port of `addr`.
+pub fn url_at(url: &str, addr: SocketAddr) -> String {
+    let mut u = reqwest::Url::parse(url).unwrap();
+    u.set_port(Some(addr.port())).unwrap();
+    u.to_string()
 }
 
 impl Drop for Gateway {

@@ -4,6 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::net::SocketAddr;
+
+use super::gateway::{client_to, url_at};
 use super::Gateway;
 
 /// Clients that GET one URL in a loop while a test changes things underneath, and count every
@@ -17,15 +20,21 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(gw: &Gateway, url: &str, clients: usize, valid: &[String]) -> Self {
+        let scheme = url.split(':').next().unwrap();
+        Self::start_at(gw.addr_for(scheme), url, clients, valid)
+    }
+
+    /// [`Self::start`] against `addr`, a gateway or a load balancer in front of several.
+    pub fn start_at(addr: SocketAddr, url: &str, clients: usize, valid: &[String]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let bad = Arc::new(Mutex::new(Vec::new()));
         let valid: Arc<[String]> = valid.into();
-        let url = gw.url(url);
+        let url = url_at(url, addr);
         let tasks = (0..clients)
             .map(|_| {
                 let (client, url, stop, ok, bad, valid) = (
-                    gw.client("http"),
+                    client_to(addr),
                     url.clone(),
                     stop.clone(),
                     ok.clone(),
