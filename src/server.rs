@@ -165,9 +165,22 @@ fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result
         store: store.clone(),
     }));
     tls.enable_h2();
+    let acceptor = tls.build();
+    // Building the acceptor installs the process's crypto provider: its suites are the ones
+    // offered.
+    let suites = rustls::crypto::CryptoProvider::get_default()
+        .map(|p| {
+            p.cipher_suites
+                .iter()
+                .map(|s| u16::from(s.suite()))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Tls {
         listener,
-        acceptor: tls.build(),
+        acceptor,
+        certs: store.clone(),
+        suites,
     })
 }
 

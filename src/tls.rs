@@ -146,17 +146,16 @@ impl CertStore {
 
     /// The certificate for an SNI name: exact, then one-label wildcard, then the default.
     pub fn choose(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
-            return self.default.key.clone();
-        };
-        if let Some(pair) = self.exact.get(&name) {
-            return pair.key.clone();
-        }
-        name.split_once('.')
-            .and_then(|(_, parent)| self.wildcard.get(parent))
+        sni.and_then(|s| self.serving(&s.trim_end_matches('.').to_ascii_lowercase()))
             .unwrap_or(&self.default)
             .key
             .clone()
+    }
+
+    /// Whether a certificate names `name` (lower-case, no trailing dot), rather than the
+    /// default being served for it.
+    pub fn covers(&self, name: &str) -> bool {
+        self.serving(name).is_some()
     }
 
     /// The certificates of `next` that may not replace this (running) store's, each as

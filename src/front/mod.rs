@@ -17,12 +17,14 @@ mod body;
 mod conn;
 mod forward;
 mod head;
+mod hello;
 mod primed;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::ServerApp;
@@ -39,6 +41,7 @@ use crate::protocol::hygiene::Deadlines;
 use crate::proxy::Gateway;
 use crate::report::Recorder;
 use crate::table::Tables;
+use crate::tls::CertStore;
 use crate::upstream::pool::Conn;
 use crate::upstream::Upstream;
 use conn::Connection;
@@ -63,6 +66,10 @@ pub struct Front {
 pub struct Tls {
     pub listener: SocketAddr,
     pub acceptor: Acceptor,
+    /// The certificates the acceptor chooses from: whether one covers a name.
+    pub certs: Arc<ArcSwap<CertStore>>,
+    /// The cipher suites the acceptor speaks (their IANA numbers).
+    pub suites: Vec<u16>,
 }
 
 impl Front {
@@ -86,8 +93,8 @@ impl Front {
         }
     }
 
-    /// The TLS acceptor when `stream` came in on the https listener.
-    fn tls_for(&self, stream: &Stream) -> Option<&Acceptor> {
+    /// The TLS settings when `stream` came in on the https listener.
+    fn tls_for(&self, stream: &Stream) -> Option<&Tls> {
         let tls = self.tls.as_ref()?;
         let local = stream
             .get_socket_digest()?
@@ -96,23 +103,42 @@ impl Front {
             .copied()?;
         let on_listener = local.port() == tls.listener.port()
             && (tls.listener.ip().is_unspecified() || local.ip() == tls.listener.ip());
-        on_listener.then_some(&tls.acceptor)
+        on_listener.then_some(tls)
     }
 
-    /// The TLS handshake, by `deadline`.
-    async fn handshake(acceptor: &Acceptor, stream: Stream, deadline: Instant) -> Option<Stream> {
-        let l4 = stream.into_any().downcast::<L4Stream>().ok()?;
-        match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
-            Ok(Ok(tls)) => Some(Box::new(tls)),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake not done within the header deadline");
-                None
-            }
+    /// The TLS handshake, by `deadline`. A handshake that fails after the client sent
+    /// something is counted and enters the census (see [`hello`]).
+    async fn handshake(&self, tls: &Tls, stream: Stream, deadline: Instant) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut l4 = *stream.into_any().downcast::<L4Stream>().ok()?;
+        let first = hello::read_first_record(&mut l4, deadline).await;
+        let error = match tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(l4)).await {
+            Ok(Ok(stream)) => return Some(Box::new(stream)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "not done within the header deadline".to_owned(),
+        };
+        if first.is_empty() {
+            // A port probe or an idle connection, not a client that tried.
+            tracing::debug!(
+                error,
+                "TLS handshake failed before the client sent anything"
+            );
+            return None;
         }
+        let hello = hello::Hello::parse(&first);
+        let (tenant, why) = hello::diagnose(
+            hello.as_ref(),
+            &self.tables.load(),
+            &tls.certs.load(),
+            &tls.suites,
+        );
+        tracing::debug!(error, tenant, reason = why.label(), "TLS handshake failed");
+        let offered = hello.as_ref().map(|h| (h.sni.as_deref(), h.version_name()));
+        self.recorder
+            .tls_failure(&tenant, why.label(), peer, offered);
+        None
     }
 
     /// A new connection (TCP, and TLS for `https` upstreams) with the upstream's timeouts and
@@ -136,7 +162,7 @@ impl ServerApp for Front {
         // Everything up to the first request head, TLS included, by one deadline.
         let deadline = Instant::now() + self.deadlines.header;
         let stream = match self.tls_for(&stream) {
-            Some(acceptor) => Self::handshake(acceptor, stream, deadline).await?,
+            Some(tls) => self.handshake(tls, stream, deadline).await?,
             None => stream,
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {

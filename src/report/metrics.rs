@@ -14,6 +14,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    /// Failed TLS handshakes by tenant (from the SNI) and reason: clients that never got
+    /// to send a request.
+    pub tls_handshake_failures: IntCounterVec,
     pub client_last_seen: GaugeVec,
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -61,6 +64,14 @@ impl Metrics {
                 "Forwards that failed, by upstream and reason.",
             ),
             &["upstream", "reason"],
+        )
+        .expect("valid metric");
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "signpost_tls_handshake_failures_total",
+                "TLS handshakes that failed after a ClientHello, by tenant (from the SNI; _unknown, _none) and reason.",
+            ),
+            &["tenant", "reason"],
         )
         .expect("valid metric");
         let client_last_seen = GaugeVec::new(
@@ -160,6 +171,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(tls_handshake_failures.clone()),
             Box::new(client_last_seen.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
@@ -186,6 +198,7 @@ impl Metrics {
             requests,
             duration,
             upstream_errors,
+            tls_handshake_failures,
             client_last_seen,
             config_generation,
             config_reloads,

@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod page;
 pub mod table;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,39 @@ pub struct Finished<'a> {
 }
 
 impl Recorder {
+    /// A TLS handshake that failed: counted by tenant and reason and, with the census on,
+    /// a census row of kind `tls` (the address, the SNI name asked for as its path, the
+    /// highest version offered in its User-Agent column) when a ClientHello was read.
+    pub fn tls_failure(
+        &self,
+        tenant: &str,
+        reason: &str,
+        peer: Option<IpAddr>,
+        offered: Option<(Option<&str>, Cow<'_, str>)>,
+    ) {
+        self.metrics
+            .tls_handshake_failures
+            .with_label_values(&[tenant, reason])
+            .inc();
+        let (Some((sni, version)), true) = (offered, self.census.enabled()) else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        let agent = format!("(TLS handshake failed: {reason}; offers at most {version})");
+        if let Ok(agent) = http::HeaderValue::from_str(&agent) {
+            headers.insert(http::header::USER_AGENT, agent);
+        }
+        let path = sni.map_or_else(|| "(no SNI)".to_owned(), |name| format!("sni:{name}"));
+        self.census.record(
+            &Arc::from(tenant),
+            &Arc::from("tls"),
+            &headers,
+            peer,
+            &path,
+            0,
+        );
+    }
+
     pub fn finish(&self, f: Finished<'_>) {
         let status = http::StatusCode::from_u16(f.status).ok();
         let code = status.as_ref().map_or("0", |s| s.as_str());

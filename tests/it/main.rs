@@ -23,5 +23,6 @@ mod phases;
 mod reload;
 mod shutdown;
 mod stragglers_page;
+mod tls_failures;
 mod upstream_faults;
 mod websocket;
