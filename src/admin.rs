@@ -93,7 +93,8 @@ impl Admin {
                 t.contact.as_deref().map(Into::into),
             ))
         };
-        report.served(&Filter::from_query(query), &info)
+        let holds = tables.holds_at(jiff::Timestamp::now());
+        report.served(&Filter::from_query(query), &info, &holds)
     }
 
     async fn forget(&self, id: &str) -> Response<Vec<u8>> {
@@ -117,14 +118,18 @@ impl Admin {
     fn metrics(&self) -> Response<Vec<u8>> {
         // Phases switch by the clock, not by an event: read them as of this scrape. The
         // sunsets are read here too, so that a reload that removes a tenant removes its series.
-        let (phases, sunsets) = (
-            &self.live.metrics.tenant_phase,
-            &self.live.metrics.tenant_sunset,
+        let metrics = &self.live.metrics;
+        let (phases, held, sunsets) = (
+            &metrics.tenant_phase,
+            &metrics.tenant_phase_held,
+            &metrics.tenant_sunset,
         );
         phases.reset();
+        held.reset();
         sunsets.reset();
         let now = jiff::Timestamp::now();
-        for tenant in self.live.tables.load().tenants() {
+        let tables = self.live.tables.load();
+        for tenant in tables.tenants() {
             if let Some(schedule) = tenant.schedule.as_deref().filter(|s| !s.phases.is_empty()) {
                 let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
                 phases.with_label_values(&[&*tenant.id]).set(number as i64);
@@ -132,6 +137,10 @@ impl Admin {
             if let Some(at) = tenant.signals.sunset_at {
                 sunsets.with_label_values(&[&*tenant.id]).set(at);
             }
+        }
+        for (tenant, schedule) in tables.gated() {
+            let holds = schedule.held_at(now).is_some();
+            held.with_label_values(&[&*tenant.id]).set(i64::from(holds));
         }
         let gauge = &self.live.metrics.client_last_seen;
         gauge.reset();

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::report::census::{judge, Held, Report};
 use crate::route::{route, Decision, Request, Routed, Scheme};
 use crate::table::Table;
 
@@ -40,6 +41,12 @@ pub struct Explanation {
     /// A brownout window answered this request with `410`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub brownout: bool,
+    /// The next phase is due but held by clients the census still hears (`after_quiet`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// What holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<Held>,
 }
 
 impl From<Routed<'_, '_>> for Explanation {
@@ -57,6 +64,8 @@ impl From<Routed<'_, '_>> for Explanation {
             why: r.branch.map(|b| b.why),
             phase: r.phase.map(|i| i + 1),
             brownout: r.brownout,
+            held: false,
+            held_by: None,
         };
         match r.decision {
             Decision::Reject { status, why } => {
@@ -132,6 +141,31 @@ pub fn explain(
         at,
     };
     Ok(route(table, &req).into())
+}
+
+/// [`explain`] for a config with census-gated phases: judges the gates from `census` (as the
+/// server keeps it) as of `at`, and says whether and by what the request's phase is held.
+pub fn explain_held(
+    table: &Table,
+    census: &Report,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    at: Option<Timestamp>,
+) -> Result<Explanation, InputError> {
+    let when = at.unwrap_or_else(Timestamp::now);
+    judge(table, &census.watch, when.as_second().max(0) as u64);
+    let mut e = explain(table, method, url, headers, Some(when))?;
+    let held = e.tenant.as_deref().and_then(|tenant| {
+        table
+            .holds_at(when)
+            .into_iter()
+            .find(|h| h.0 == tenant)
+            .map(|h| census.held(&h))
+    });
+    e.held = held.is_some();
+    e.held_by = held;
+    Ok(e)
 }
 
 /// `Name: value` from the command line.

@@ -204,7 +204,15 @@ fn main() -> ExitCode {
                     .map(|h| explain::parse_header(h))
                     .collect::<Result<Vec<_>, _>>()?;
                 let at = at.as_deref().map(explain::parse_at).transpose()?;
-                let explanation = explain::explain(&config.table, &method, &url, &headers, at)?;
+                let gated: Vec<&str> = config.table.gated().map(|(t, _)| &*t.id).collect();
+                let explanation = if gated.is_empty() {
+                    explain::explain(&config.table, &method, &url, &headers, at)?
+                } else {
+                    // Census-gated phases: read the census where the server keeps it.
+                    let census = signpost::report::census::read(&config.settings.census, &gated)
+                        .map_err(anyhow::Error::msg)?;
+                    explain::explain_held(&config.table, &census, &method, &url, &headers, at)?
+                };
                 Ok(serde_json::to_string(&explanation)?)
             })();
             match result {

@@ -200,6 +200,7 @@ impl Live {
         {
             tracing::warn!("`listen` and `server` changes apply only after a restart (or a graceful upgrade); everything else is live");
         }
+        config.table.inherit_verdicts(&previous);
         let table = Arc::new(config.table);
         drop(self.tables.swap(table.clone()));
         if let (Some(slot), Some(store)) = (&self.certs, config.certs) {

@@ -50,6 +50,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     crate::reload::release_freed_memory();
     let metrics = Arc::new(Metrics::new());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone())?;
+    census.judge_at_start(&config.table);
     let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let live = Live::new(config_path, config, metrics.clone());
 
@@ -108,6 +109,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
 
     let tasks = Background {
         live,
+        census: final_census.clone(),
         census_worker: Mutex::new(Some(census_worker)),
         draining,
     };
@@ -187,6 +189,7 @@ fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result
 /// Everything that runs beside the proxy, stopped by pingora's shutdown watch.
 struct Background {
     live: Arc<Live>,
+    census: Arc<Census>,
     census_worker: Mutex<Option<CensusWorker>>,
     /// Tells the front door that a shutdown began.
     draining: Arc<AtomicBool>,
@@ -208,6 +211,26 @@ impl BackgroundService for Background {
                 _ = stop_dns.changed() => {}
             }
         };
+        // Census-gated phases: the census judges every gate in the running table.
+        let mut stop_gates = shutdown.clone();
+        let gates = async {
+            if !self.census.enabled() {
+                return;
+            }
+            let mut every = tokio::time::interval(self.census.judge_every());
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let table = self.live.tables.load_full();
+                        if let Err(e) = self.census.judge_gates(&table).await {
+                            tracing::debug!(error = %e, "census store not read: census-gated phases keep their verdicts");
+                        }
+                    }
+                    _ = stop_gates.changed() => break,
+                }
+            }
+        };
         let mut draining = shutdown.clone();
         let drain = async {
             if draining.changed().await.is_ok() {
@@ -216,6 +239,7 @@ impl BackgroundService for Background {
         };
         tokio::join!(
             census,
+            gates,
             dns,
             drain,
             self.live.clone().watch(shutdown.clone()),

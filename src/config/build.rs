@@ -23,7 +23,7 @@ use crate::table::host::{index_key, HostIndex};
 use crate::table::pattern::{is_name, Matcher, Pattern};
 use crate::table::template::Template;
 use crate::table::{
-    Action, Brownout, Forward, Phase, PhasePlan, Profile, Redirect, Rule, RuleSet, Schedule,
+    Action, Brownout, Forward, Gate, Phase, PhasePlan, Profile, Redirect, Rule, RuleSet, Schedule,
     Signals, Table, Tenant,
 };
 use crate::tls::CertStore;
@@ -42,6 +42,8 @@ struct Builder<'a> {
     sources: &'a [Source],
     problems: Vec<(usize, YamlPath, Problem)>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Whether the census runs: a census-gated phase needs it.
+    census: bool,
 }
 
 /// A profile as written, with where it was written.
@@ -63,6 +65,7 @@ pub fn build(
         sources,
         problems: Vec::new(),
         upstreams: BTreeMap::new(),
+        census: main.census.enabled.unwrap_or(true),
     };
     let certs = b.process(main, base, previous);
     let profiles = b.profiles(main, includes);
@@ -816,11 +819,40 @@ impl Builder<'_> {
                 self.schedule_problem(t, src, at.key("until"), reason);
             }
             previous = until.or(previous);
+            let gate = self.gate(t, i, src, &at);
             if let Some(plan) = self.phase_plan(t, i, src, &at, vars) {
-                phases.push(Phase { until, plan });
+                phases.push(Phase { until, plan, gate });
             }
         }
         phases
+    }
+
+    /// Phase `i`'s `after_quiet`: the census must have heard none of its kinds for a while
+    /// before the phase may start.
+    fn gate(&mut self, t: &FileTenant, i: usize, src: usize, at: &YamlPath) -> Option<Gate> {
+        let quiet = t.phases[i].after_quiet.as_ref()?;
+        let at = at.key("after_quiet");
+        let problem = match quiet.quiet {
+            _ if i == 0 => {
+                Some("the first phase has no start to hold: `after_quiet` belongs on a later one")
+            }
+            _ if !self.census => Some("`after_quiet` needs the census (census.enabled is false)"),
+            _ if quiet.kinds.is_empty() => Some(
+                "`after_quiet` needs `kinds`: the rule kinds whose clients must have gone quiet",
+            ),
+            None | Some(Duration::ZERO) => Some(
+                "`after_quiet` needs `for`: how long those clients must have been quiet (e.g. 14d)",
+            ),
+            Some(_) => None,
+        };
+        if let Some(reason) = problem {
+            self.schedule_problem(t, src, at, reason);
+            return None;
+        }
+        Some(Gate::new(
+            quiet.kinds.iter().map(|k| k.as_str().into()).collect(),
+            quiet.quiet.unwrap_or_default(),
+        ))
     }
 
     /// What phase `i` does: the tenant's rules as configured, or one action for everything.

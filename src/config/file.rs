@@ -223,6 +223,17 @@ pub struct FilePhase {
     pub forward: Option<FileForward>,
     #[serde(default, deserialize_with = "gone")]
     pub gone: Option<FileGone>,
+    /// Start only once the census has heard no client of these kinds for this long.
+    pub after_quiet: Option<FileQuiet>,
+}
+
+/// `after_quiet: { kinds: [api], for: 14d }`.
+#[derive(Debug, Hash, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQuiet {
+    pub kinds: Vec<String>,
+    #[serde(rename = "for", default, deserialize_with = "duration")]
+    pub quiet: Option<Duration>,
 }
 
 /// A window in which the tenant's legacy routes (those of `kinds`, or all) answer `410`.

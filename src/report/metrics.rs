@@ -24,6 +24,8 @@ pub struct Metrics {
     pub tenants: IntGauge,
     pub rules: IntGauge,
     pub tenant_phase: IntGaugeVec,
+    /// 1 while a census-gated phase is due and held back by its stragglers.
+    pub tenant_phase_held: IntGaugeVec,
     pub tenant_sunset: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
@@ -156,6 +158,14 @@ impl Metrics {
             "When this instance last flushed to the census store.",
         )
         .expect("valid metric");
+        let tenant_phase_held = IntGaugeVec::new(
+            Opts::new(
+                "signpost_tenant_phase_held",
+                "1 while a tenant's next phase is due but held by clients the census still hears (after_quiet).",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "signpost_build_info",
@@ -179,6 +189,7 @@ impl Metrics {
             Box::new(tenants.clone()),
             Box::new(rules.clone()),
             Box::new(tenant_phase.clone()),
+            Box::new(tenant_phase_held.clone()),
             Box::new(tenant_sunset.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
@@ -206,6 +217,7 @@ impl Metrics {
             tenants,
             rules,
             tenant_phase,
+            tenant_phase_held,
             tenant_sunset,
             census_evictions,
             census_dropped,

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::census::{ClientClass, ClientRow, Filter, Report};
+use super::census::{ClientClass, ClientRow, Filter, Held, Report};
 
 const COLOURS: [&str; 8] = [
     "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#4b5563",
@@ -189,20 +189,40 @@ fn summary(html: &mut String, report: &Report) {
     if report.tenants.is_empty() {
         return;
     }
-    html.push_str("<h2>Tenants to contact</h2><table class=summary><thead><tr><th>Tenant</th><th>Customer</th><th>Contact</th><th>Requests, last 7 days</th><th>Clients</th><th>Last seen</th></tr></thead><tbody>");
+    html.push_str("<h2>Tenants to contact</h2><table class=summary><thead><tr><th>Tenant</th><th>Customer</th><th>Contact</th><th>Requests, last 7 days</th><th>Clients</th><th>Last seen</th><th>Next phase</th></tr></thead><tbody>");
     for t in &report.tenants {
         let _ = write!(
             html,
-            "<tr><td><a href=\"#tenant-{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#tenant-{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t.customer_number.as_deref().map(esc).unwrap_or_default(),
             t.contact.as_deref().map(esc).unwrap_or_default(),
             t.requests_7d,
             t.clients,
             utc(t.last_seen),
+            t.held.as_ref().map(held).unwrap_or_default(),
             id = esc(&t.tenant),
         );
     }
     html.push_str("</tbody></table>");
+}
+
+/// "Phase 3 held by 2 api clients, last call …; starts … if they stay quiet."
+fn held(h: &Held) -> String {
+    let last = h
+        .last_call
+        .map(|at| format!(", last call {}", utc(at)))
+        .unwrap_or_else(|| ", none heard yet".to_owned());
+    let starts = h
+        .releases_at
+        .map(|at| format!("; starts {} if they stay quiet", utc(at)))
+        .unwrap_or_default();
+    esc(&format!(
+        "phase {} held by {} {} client{}{last}{starts}",
+        h.phase,
+        h.clients,
+        h.kinds.join("/"),
+        if h.clients == 1 { "" } else { "s" },
+    ))
 }
 
 /// The filter form: tenant and kind are typed (there may be thousands), class is chosen.

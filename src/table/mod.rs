@@ -10,6 +10,7 @@ pub mod schedule;
 pub mod template;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use http::{HeaderValue, Method, StatusCode};
 use crate::upstream::Upstream;
 use host::HostIndex;
 use pattern::{Captures, Matcher};
-pub use schedule::{Brownout, Phase, PhasePlan, Schedule};
+pub use schedule::{Brownout, Gate, Phase, PhasePlan, Schedule};
 use template::Template;
 
 /// The live table, swapped whole on reload; requests keep the snapshot they started with.
@@ -40,6 +41,40 @@ impl Table {
 
     pub fn tenants(&self) -> &[Tenant] {
         &self.tenants
+    }
+
+    /// The tenants with a census-gated phase, and their schedules.
+    pub fn gated(&self) -> impl Iterator<Item = (&Tenant, &Schedule)> {
+        self.tenants.iter().filter_map(|t| {
+            let schedule = t.schedule.as_deref()?;
+            schedule
+                .phases
+                .iter()
+                .any(|p| p.gate.is_some())
+                .then_some((t, schedule))
+        })
+    }
+
+    /// The census-gated phases due at `at` that their gates hold back: (tenant, phase number
+    /// from 1, the kinds it waits for, the quiet time).
+    pub fn holds_at(&self, at: jiff::Timestamp) -> Vec<(&str, usize, &[Arc<str>], Duration)> {
+        self.gated()
+            .filter_map(|(t, s)| {
+                let (i, gate) = s.held_at(at)?;
+                Some((&*t.id, i + 1, &*gate.kinds, gate.quiet))
+            })
+            .collect()
+    }
+
+    /// Carries the census' gate verdicts over from the table this one replaces.
+    pub fn inherit_verdicts(&self, previous: &Table) {
+        let old: std::collections::HashMap<&str, &Schedule> =
+            previous.gated().map(|(t, s)| (&*t.id, s)).collect();
+        for (tenant, schedule) in self.gated() {
+            if let Some(old) = old.get(&*tenant.id) {
+                schedule.inherit_verdicts(old);
+            }
+        }
     }
 
     pub fn upstreams(&self) -> &[Arc<Upstream>] {

@@ -3,8 +3,15 @@
 //! Customers are told the date their tenant moves; the config says it once, and every request
 //! picks the phase in force by the clock (`route` reads the time only for tenants that have a
 //! schedule), so a switch happens at its instant without a reload or anyone awake at midnight.
+//!
+//! A phase may also wait for the stragglers ([`Gate`]): it starts at its start time only once
+//! the census has heard none of the given kinds of client for a while. Until then the phase
+//! before it stays in force. The census decides in the background (`report::census::quiet`)
+//! and leaves its verdict in the gate, where a request reads it with one atomic load.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -22,12 +29,52 @@ pub struct Schedule {
 
 impl Schedule {
     /// The phase in force at `at` and its index; `None` after the last phase ended (then the
-    /// rules apply).
+    /// rules apply). A phase whose gate holds it leaves the one before it in force.
     pub fn phase_at(&self, at: Timestamp) -> Option<(usize, &Phase)> {
+        let mut i = self.due_at(at)?;
+        while i > 0 && self.phases[i].gate.as_ref().is_some_and(Gate::holds) {
+            i -= 1;
+        }
+        Some((i, &self.phases[i]))
+    }
+
+    /// The index of the phase the clock alone puts in force at `at`.
+    fn due_at(&self, at: Timestamp) -> Option<usize> {
         self.phases
             .iter()
-            .enumerate()
-            .find(|(_, p)| p.until.is_none_or(|until| at < until))
+            .position(|p| p.until.is_none_or(|until| at < until))
+    }
+
+    /// The phase due at `at` that its gate holds back (index and gate), if any.
+    pub fn held_at(&self, at: Timestamp) -> Option<(usize, &Gate)> {
+        let due = self.due_at(at)?;
+        let (i, _) = self.phase_at(at)?;
+        (i < due).then(|| {
+            (
+                i + 1,
+                self.phases[i + 1].gate.as_ref().expect("a gate held it"),
+            )
+        })
+    }
+
+    /// Keeps the census' verdicts across a reload: each gate that `previous` has too (same
+    /// tenant, same start, same kinds and time) holds or releases as it did there, rather than
+    /// holding afresh until the census next decides.
+    pub fn inherit_verdicts(&self, previous: &Schedule) {
+        for (i, phase) in self.phases.iter().enumerate() {
+            let (Some(gate), Some(old)) = (&phase.gate, previous.phases.get(i)) else {
+                continue;
+            };
+            let start = |s: &Schedule| i.checked_sub(1).and_then(|p| s.phases[p].until);
+            if let Some(old_gate) = &old.gate {
+                if start(self) == start(previous)
+                    && gate.kinds == old_gate.kinds
+                    && gate.quiet == old_gate.quiet
+                {
+                    gate.set_holds(old_gate.holds());
+                }
+            }
+        }
     }
 
     /// When the tenant's legacy addresses become deprecated and when they stop working, as
@@ -56,6 +103,48 @@ impl Schedule {
 pub struct Phase {
     pub until: Option<Timestamp>,
     pub plan: PhasePlan,
+    /// `after_quiet`: the phase waits, past its start, for these clients to go quiet.
+    pub gate: Option<Gate>,
+}
+
+/// `after_quiet: { kinds, for }`: the phase starts only once no client of `kinds` has called
+/// the tenant for `quiet` (as the census knows it: the fleet's, with a store).
+#[derive(Debug)]
+pub struct Gate {
+    pub kinds: Box<[Arc<str>]>,
+    pub quiet: Duration,
+    /// The census' verdict. It starts held: a gate never releases before the census has
+    /// looked, and a census that has not watched the tenant for `quiet` keeps it held.
+    holds: AtomicBool,
+}
+
+impl Gate {
+    pub fn new(kinds: Box<[Arc<str>]>, quiet: Duration) -> Self {
+        Gate {
+            kinds,
+            quiet,
+            holds: AtomicBool::new(true),
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        self.holds.load(Ordering::Relaxed)
+    }
+
+    pub fn set_holds(&self, holds: bool) {
+        self.holds.store(holds, Ordering::Relaxed);
+    }
+
+    /// Whether the gate holds at `now` (Unix seconds) for a tenant the census has watched
+    /// since `watched_since`, whose last client of the gate's kinds called at `last_call`:
+    /// the quiet time counts from the later of the two.
+    pub fn holds_at(&self, now: u64, watched_since: Option<u64>, last_call: Option<u64>) -> bool {
+        let Some(since) = watched_since else {
+            return true;
+        };
+        let quiet_since = since.max(last_call.unwrap_or(0));
+        now < quiet_since.saturating_add(self.quiet.as_secs())
+    }
 }
 
 #[derive(Debug)]
@@ -292,6 +381,87 @@ tenants:
         for (yaml, want) in cases {
             assert_ne!(yaml, CONFIG, "the case did not change the config: {want}");
             assert_eq!(load(&yaml).err(), Some(vec![want.to_owned()]), "{want}");
+        }
+    }
+
+    #[test]
+    fn a_held_gate_keeps_the_phase_before_it_and_a_reload_keeps_the_verdict() {
+        let gated = CONFIG.replace(
+            "      - gone: { message: \"Retired. Use https://{web}/.\" }",
+            "      - gone: { message: \"Retired. Use https://{web}/.\" }\n        after_quiet: { kinds: [api], for: 14d }",
+        );
+        let table = load(&gated).unwrap();
+        let url = "https://t.example/api/v1/x";
+        let after = "2026-10-01T00:00:00Z";
+        // Held until the census says otherwise: the rules phase stays in force.
+        assert_eq!(outcome(&at(&table, url, after)).2, Some(2));
+        let schedule = table
+            .tenant_for("t.example")
+            .unwrap()
+            .schedule
+            .as_deref()
+            .unwrap();
+        let (phase, gate) = schedule.held_at(after.parse().unwrap()).unwrap();
+        assert_eq!((phase, &*gate.kinds[0]), (2, "api"));
+        // Before its start a gate holds nothing.
+        assert!(schedule
+            .held_at("2026-08-01T00:00:00Z".parse().unwrap())
+            .is_none());
+        gate.set_holds(false);
+        assert_eq!(
+            outcome(&at(&table, url, after)),
+            ("gone", None, Some(3), false)
+        );
+        let reloaded = load(&gated).unwrap();
+        reloaded.inherit_verdicts(&table);
+        assert_eq!(outcome(&at(&reloaded, url, after)).0, "gone");
+        // A changed gate is judged afresh: held.
+        let changed = load(&gated.replace("for: 14d", "for: 15d")).unwrap();
+        changed.inherit_verdicts(&table);
+        assert_eq!(outcome(&at(&changed, url, after)).2, Some(2));
+    }
+
+    #[test]
+    fn the_quiet_time_counts_from_the_last_call_or_from_when_the_census_began_watching() {
+        let gate = super::Gate::new(
+            Box::new(["api".into()]),
+            std::time::Duration::from_secs(100),
+        );
+        assert!(gate.holds_at(1_000, None, None), "never watched: held");
+        assert!(
+            gate.holds_at(1_000, Some(950), None),
+            "watched for 50 s only"
+        );
+        assert!(
+            !gate.holds_at(1_050, Some(950), None),
+            "watched 100 s, nobody called"
+        );
+        assert!(
+            gate.holds_at(1_050, Some(900), Some(1_000)),
+            "called 50 s ago"
+        );
+        assert!(!gate.holds_at(1_100, Some(900), Some(1_000)));
+    }
+
+    #[test]
+    fn after_quiet_is_refused_where_it_cannot_work() {
+        let base = |phases: &str, census: &str| {
+            format!("listen: {{ http: 127.0.0.1:8080 }}\n{census}profiles: {{ p: {{ rules: [] }} }}\ntenants:\n  - id: t\n    hosts: [t.example]\n    profile: p\n    phases: {phases}\n")
+        };
+        let cases = [
+            (base("[{ until: 2026-01-01, gone: true, after_quiet: { kinds: [api], for: 1d } }, { gone: true }]", ""), "the first phase has no start"),
+            (base("[{ until: 2026-01-01, gone: true }, { gone: true, after_quiet: { kinds: [], for: 1d } }]", ""), "needs `kinds`"),
+            (base("[{ until: 2026-01-01, gone: true }, { gone: true, after_quiet: { kinds: [api] } }]", ""), "needs `for`"),
+            (base("[{ until: 2026-01-01, gone: true }, { gone: true, after_quiet: { kinds: [api], for: 1d } }]", "census: { enabled: false }\n"), "needs the census"),
+        ];
+        for (yaml, why) in cases {
+            let errors = load(&yaml).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(why) && e.contains("main.yaml:")),
+                "{why}: {errors:?}"
+            );
         }
     }
 }

@@ -313,7 +313,7 @@ async fn a_store_with_a_newer_schema_is_not_touched() {
     assert_fleet_count(&[&gw], "timeclock", 1);
     assert_eq!(
         pg.sql("SELECT version FROM signpost_census_schema").trim(),
-        "2"
+        "3"
     );
     drop(gw);
     pg.sql("UPDATE signpost_census_schema SET version = 99");
@@ -391,4 +391,60 @@ async fn a_rolling_update_behind_haproxy_fails_no_request_and_loses_no_count() {
     );
     let all: Vec<&Gateway> = replicas.iter().collect();
     assert_fleet_count(&all, "timeclock", answered);
+}
+
+/// A census-gated phase with a store waits for the fleet: clients that call only instance A
+/// hold the phase on instance B too (B's own census hears none of them), and once they are
+/// quiet both instances start it.
+#[tokio::test]
+async fn a_census_gated_phase_waits_for_the_whole_fleet() {
+    let pg = Postgres::start();
+    let gated = |config: &mut Value, dir: &Path, name: &str| {
+        with_store(config, dir, &pg, name);
+        config["tenants"][0]["phases"] = serde_yaml::from_str(
+            "[{ until: '2020-01-01T00:00:00Z', rules: profile },
+              { gone: true, after_quiet: { kinds: [timeclock], for: 3s } }]",
+        )
+        .unwrap();
+    };
+    let a = Gateway::start_with(|config, dir| gated(config, dir, "gate-a"));
+    let b = Gateway::start_with(|config, dir| gated(config, dir, "gate-b"));
+    let web = "http://acme.flexhosting.se/HRM/Start";
+    let status = |gw: &Gateway| {
+        let client = gw.client("http");
+        let url = gw.url(web);
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut quiet_from = Instant::now();
+    while Instant::now() < until {
+        quiet_from = Instant::now();
+        timeclock(&a, 1, "Terminal/1.0").await;
+        assert_eq!(
+            status(&b).await,
+            307,
+            "B holds the phase while A hears its clients"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.metric("signpost_tenant_phase_held{tenant=\"acme\"} "),
+        1.0
+    );
+    for gw in [&a, &b] {
+        while status(gw).await != 410 {
+            assert!(
+                quiet_from.elapsed() < Duration::from_secs(8),
+                "admin {}: the phase never started",
+                gw.admin
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(quiet_from.elapsed() >= Duration::from_secs(2));
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM signpost_census_watch WHERE tenant = 'acme'")
+            .trim(),
+        "1"
+    );
 }

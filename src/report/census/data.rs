@@ -9,7 +9,7 @@ use std::sync::Arc;
 use lru::LruCache;
 
 use super::now;
-use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, DAY};
+use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, Watch, DAY};
 
 /// Width of one timeline bucket, and how many are kept (48 hours).
 pub const BUCKET_SECONDS: u64 = 300;
@@ -26,6 +26,9 @@ pub struct Data {
     /// day start → tenant → count
     days: BTreeMap<u64, HashMap<Arc<str>, u64>>,
     evictions: u64,
+    /// Tenants with a census-gated phase: watched since when, last call per kind. Never
+    /// evicted, unlike the rows: a gate must not open because its clients were pushed out.
+    watch: BTreeMap<String, Watch>,
 }
 
 /// A row as the worker keeps it: labels shared with the routing table, the client shared by
@@ -66,12 +69,39 @@ impl Data {
             timeline: BTreeMap::new(),
             days: BTreeMap::new(),
             evictions: 0,
+            watch: BTreeMap::new(),
         }
+    }
+
+    /// Watches exactly `tenants` (those with a census-gated phase), each from `now` if it was
+    /// not watched before.
+    pub fn watch_only<'a>(&mut self, tenants: impl Iterator<Item = &'a str>, now: u64) {
+        let mut kept = BTreeMap::new();
+        for tenant in tenants {
+            let watch = self.watch.remove(tenant).unwrap_or(Watch {
+                since: now,
+                last_call: BTreeMap::new(),
+            });
+            kept.insert(tenant.to_owned(), watch);
+        }
+        self.watch = kept;
+    }
+
+    pub fn watch(&self) -> &BTreeMap<String, Watch> {
+        &self.watch
     }
 
     /// Adds one client's requests (a row as it would stand alone); returns whether a client
     /// was evicted to make room.
     pub fn record(&mut self, s: Row) -> bool {
+        if let Some(watch) = self.watch.get_mut(&*s.tenant) {
+            match watch.last_call.get_mut(&*s.kind) {
+                Some(last) => *last = (*last).max(s.last_seen),
+                None => {
+                    watch.last_call.insert(s.kind.to_string(), s.last_seen);
+                }
+            }
+        }
         let bucket = s.last_seen - s.last_seen % BUCKET_SECONDS;
         let kinds = self.timeline.entry(bucket).or_default();
         match kinds.get_mut(&*s.kind) {
@@ -180,6 +210,7 @@ impl Data {
             clients,
             timeline,
             days,
+            watch: self.watch.clone(),
             ..Report::default()
         }
     }
@@ -221,6 +252,14 @@ impl Data {
                 .or_default() += d.count;
         }
         self.evictions = report.evictions;
+        for (tenant, watch) in report.watch {
+            match self.watch.get_mut(&tenant) {
+                Some(mine) => mine.merge(&watch),
+                None => {
+                    self.watch.insert(tenant, watch);
+                }
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod agent;
 mod data;
 pub mod identity;
+mod quiet;
 pub mod rows;
 mod state;
 mod store;
@@ -34,7 +35,10 @@ pub use agent::ClientClass;
 pub use data::BUCKET_SECONDS;
 use data::{Data, Row};
 use identity::{capped_user_agent, Fingerprinter, RawIdentity};
-pub use rows::{Client, ClientRow, DayCount, Filter, Report, TenantSummary, TimelinePoint};
+pub use quiet::judge;
+pub use rows::{
+    Client, ClientRow, DayCount, Filter, Held, Report, TenantSummary, TimelinePoint, Watch,
+};
 pub use state::StateFileError;
 use store::Store;
 
@@ -288,11 +292,19 @@ impl Census {
             };
         };
         match store.report(self.settings.max_clients).await {
-            Ok(report) => Report {
-                scope: "fleet".into(),
-                evictions: self.report().evictions,
-                ..report
-            },
+            Ok(report) => {
+                let mine = self.report();
+                let watch = match store.watch(&mine.watch, false).await {
+                    Ok(watch) => watch,
+                    Err(_) => mine.watch,
+                };
+                Report {
+                    scope: "fleet".into(),
+                    evictions: mine.evictions,
+                    watch,
+                    ..report
+                }
+            }
             Err(e) => Report {
                 scope: "instance".into(),
                 store_error: Some(e.to_string()),
@@ -464,6 +476,42 @@ impl CensusWorker {
             let _ = tokio::time::timeout(STORE_PATIENCE, store.flush()).await;
         };
         tokio::join!(drain, flush);
+    }
+}
+
+/// The census as a running server with `settings` keeps it, for `explain`: the fleet's from
+/// the store, else the state file (empty when there is none yet). Reads only.
+pub fn read(settings: &CensusSettings, tenants: &[&str]) -> Result<Report, String> {
+    let Some(store) = settings.store.clone() else {
+        let Some(path) = &settings.state_file else {
+            return Ok(Report::default());
+        };
+        return state::restore(path)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| format!("census state file {}: {e}", path.display()));
+    };
+    let store = Store::new(store, settings.max_clients, Arc::new(Metrics::new()));
+    let asked: std::collections::BTreeMap<String, Watch> = tenants
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                Watch {
+                    since: u64::MAX,
+                    ..Watch::default()
+                },
+            )
+        })
+        .collect();
+    let read = async {
+        let mut report = store.report(settings.max_clients).await?;
+        report.watch = store.watch(&asked, false).await?;
+        Ok::<_, store::StoreError>(report)
+    };
+    match on_own_runtime(STORE_PATIENCE * 2, read) {
+        Some(Ok(report)) => Ok(report),
+        Some(Err(e)) => Err(format!("census store: {e}")),
+        None => Err("census store: no answer in time".to_owned()),
     }
 }
 

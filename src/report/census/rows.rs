@@ -64,6 +64,9 @@ pub struct TenantSummary {
     pub tenant: String,
     pub customer_number: Option<String>,
     pub contact: Option<String>,
+    /// A census-gated phase that is due and waits for this tenant's stragglers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
     /// All the tenant's legacy requests in the last 7 days (this UTC day and the six before),
     /// whatever the filter.
     pub requests_7d: u64,
@@ -92,6 +95,88 @@ pub struct Report {
     /// Why the store could not be read, when a report that should be the fleet's is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// For tenants with a census-gated phase: since when the census watches them, and when
+    /// each kind of client last called (kept apart from the rows, which may be evicted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub watch: BTreeMap<String, Watch>,
+}
+
+/// A census-gated phase that is due and held back, as the report and `explain` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The phase (from 1) that waits.
+    pub phase: usize,
+    /// The kinds of client it waits for to go quiet.
+    pub kinds: Vec<String>,
+    /// How many clients of those kinds the census lists for the tenant.
+    pub clients: u64,
+    /// The last call of one of them, if any came since the census began watching.
+    pub last_call: Option<u64>,
+    /// When the phase starts if none of them calls again.
+    pub releases_at: Option<u64>,
+}
+
+/// A gate the routing table says is holding: (tenant, phase number from 1, kinds, quiet time).
+pub type Hold<'a> = (
+    &'a str,
+    usize,
+    &'a [std::sync::Arc<str>],
+    std::time::Duration,
+);
+
+/// What the census knows about a tenant with a census-gated phase (see `table::Gate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    /// When the census began watching the tenant (the fleet's earliest, with a store).
+    pub since: u64,
+    /// Kind → the last call of a client of that kind.
+    #[serde(default)]
+    pub last_call: BTreeMap<String, u64>,
+}
+
+impl Report {
+    /// What holds `hold`'s phase back, from this census.
+    pub fn held(&self, &(tenant, phase, kinds, quiet): &Hold<'_>) -> Held {
+        let of_kinds = |k: &str| kinds.iter().any(|x| &**x == k);
+        let clients = self
+            .clients
+            .iter()
+            .filter(|r| r.tenant == tenant && of_kinds(&r.kind))
+            .count() as u64;
+        let watch = self.watch.get(tenant);
+        let last_call = watch.and_then(|w| w.last_call_of(kinds));
+        Held {
+            phase,
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            clients,
+            last_call,
+            releases_at: watch.map(|w| {
+                w.since
+                    .max(last_call.unwrap_or(0))
+                    .saturating_add(quiet.as_secs())
+            }),
+        }
+    }
+}
+
+impl Watch {
+    /// The last call of a client of one of `kinds`.
+    pub fn last_call_of(&self, kinds: &[std::sync::Arc<str>]) -> Option<u64> {
+        kinds
+            .iter()
+            .filter_map(|k| self.last_call.get(&**k))
+            .max()
+            .copied()
+    }
+
+    /// The later of two accounts of one tenant.
+    pub fn merge(&mut self, other: &Watch) {
+        self.since = self.since.min(other.since);
+        for (kind, at) in &other.last_call {
+            let last = self.last_call.entry(kind.clone()).or_default();
+            *last = (*last).max(*at);
+        }
+    }
 }
 
 /// What a reader asked to see: `?tenant=acme&kind=api&class=script`.
@@ -143,7 +228,10 @@ impl Report {
     /// The report as served: customer numbers and contacts from the running config, the
     /// tenant summary made, and only what `filter` keeps. The timeline is per kind for all
     /// tenants, so only the kind filter narrows it.
-    pub fn served(mut self, filter: &Filter, info: &TenantInfo<'_>) -> Report {
+    /// `holds` are the census-gated phases that are due and held: each tenant's summary line
+    /// says what holds it.
+    pub fn served(mut self, filter: &Filter, info: &TenantInfo<'_>, holds: &[Hold<'_>]) -> Report {
+        let held: BTreeMap<&str, Held> = holds.iter().map(|h| (h.0, self.held(h))).collect();
         let mut known: BTreeMap<String, Option<(String, Option<String>)>> = BTreeMap::new();
         let mut lookup = |tenant: &str| {
             known
@@ -168,6 +256,7 @@ impl Report {
                 tenant: row.tenant.clone(),
                 customer_number: row.customer_number.clone(),
                 contact: row.contact.clone(),
+                held: None,
                 requests_7d: 0,
                 clients: 0,
                 last_seen: 0,
@@ -180,6 +269,26 @@ impl Report {
             if let Some(line) = summary.get_mut(d.tenant.as_str()) {
                 line.requests_7d += d.count;
             }
+        }
+        // A held tenant is on the list even when none of its clients passes the filter (or
+        // none called yet): ops need to know the phase waits.
+        for (tenant, why) in held {
+            if filter.tenant.as_deref().is_some_and(|t| t != tenant) {
+                continue;
+            }
+            let line = summary.entry(tenant).or_insert_with(|| {
+                let (number, contact) = lookup(tenant).unwrap_or_default();
+                TenantSummary {
+                    tenant: tenant.to_owned(),
+                    customer_number: Some(number).filter(|n| !n.is_empty()),
+                    contact,
+                    held: None,
+                    requests_7d: 0,
+                    clients: 0,
+                    last_seen: 0,
+                }
+            });
+            line.held = Some(why);
         }
         let mut tenants: Vec<TenantSummary> = summary.into_values().collect();
         tenants.sort_by(|a, b| {

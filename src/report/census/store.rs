@@ -16,7 +16,7 @@
 //! counting), and is flushed when the store is back. Reports read the fleet's rows from the
 //! store, and fall back to this instance's own census when it cannot be reached.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client as Db, NoTls};
 
 use super::data::{Row, BUCKET_SECONDS};
-use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, DAY};
+use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, Watch, DAY};
 use super::{now, ClientClass};
 use crate::config::{read_password, trust_roots, StoreSettings};
 use crate::report::metrics::Metrics;
@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: erasures, so that every instance also drops the client from its own census.
     "CREATE TABLE signpost_census_forgotten (
         client_id text PRIMARY KEY, forgotten_at bigint NOT NULL);",
+    // 3: since when the fleet watches each tenant with a census-gated phase.
+    "CREATE TABLE signpost_census_watch (tenant text PRIMARY KEY, since bigint NOT NULL);",
 ];
 
 /// Advisory lock ids: the schema migration, and retention pruning (one instance at a time).
@@ -464,11 +466,96 @@ impl Store {
         Ok(db)
     }
 
+    /// Runs `work` on the reader connection within the store timeout; a connection that
+    /// failed or timed out is dropped, to be made anew next time.
+    async fn read<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<Db>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let read = async { work(self.reader().await?).await };
+        match tokio::time::timeout(STORE_TIMEOUT, read).await {
+            Ok(Ok(read)) => Ok(read),
+            Ok(Err(e)) => {
+                *self.reader.lock().await = None;
+                Err(e)
+            }
+            Err(_) => {
+                *self.reader.lock().await = None;
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    /// The fleet's account of the tenants with a census-gated phase. Records when this
+    /// instance began watching each (the fleet keeps the earliest), then reads the fleet's
+    /// "since" and each kind's last call, merged with `local`, which may hold calls not
+    /// flushed yet.
+    /// With `record` false (`explain`), nothing is written: a tenant the fleet has never
+    /// watched is left out.
+    pub async fn watch(
+        &self,
+        local: &BTreeMap<String, Watch>,
+        record: bool,
+    ) -> Result<BTreeMap<String, Watch>, StoreError> {
+        if local.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let tenants: Vec<&str> = local.keys().map(String::as_str).collect();
+        let since: Vec<i64> = local.values().map(|w| w.since as i64).collect();
+        let rows = self
+            .read(|db| async move {
+                if record {
+                    db.execute(
+                        "INSERT INTO signpost_census_watch (tenant, since)
+                         SELECT * FROM UNNEST($1::text[], $2::bigint[])
+                         ON CONFLICT (tenant) DO UPDATE
+                         SET since = LEAST(signpost_census_watch.since, EXCLUDED.since)",
+                        &[&tenants, &since],
+                    )
+                    .await?;
+                }
+                let rows = db
+                    .query(
+                        "SELECT w.tenant, w.since, c.kind, max(c.last_seen)
+                         FROM signpost_census_watch w
+                         LEFT JOIN signpost_census_clients c ON c.tenant = w.tenant
+                         WHERE w.tenant = ANY($1)
+                         GROUP BY w.tenant, w.since, c.kind",
+                        &[&tenants],
+                    )
+                    .await?;
+                Ok(rows)
+            })
+            .await?;
+        let mut fleet = local.clone();
+        if !record {
+            let watched: std::collections::HashSet<&str> =
+                rows.iter().map(|r| r.get::<_, &str>(0)).collect();
+            fleet.retain(|tenant, _| watched.contains(tenant.as_str()));
+        }
+        for r in rows {
+            let Some(watch) = fleet.get_mut(r.get::<_, &str>(0)) else {
+                continue;
+            };
+            let last_call = r
+                .get::<_, Option<String>>(2)
+                .zip(r.get::<_, Option<i64>>(3));
+            watch.merge(&Watch {
+                since: r.get::<_, i64>(1) as u64,
+                last_call: last_call
+                    .map(|(k, at)| (k, at as u64))
+                    .into_iter()
+                    .collect(),
+            });
+        }
+        Ok(fleet)
+    }
+
     /// The fleet's census: the `limit` most recently seen clients, the 48-hour timeline and
     /// the per-tenant days.
     pub async fn report(&self, limit: usize) -> Result<Report, StoreError> {
-        let read = async {
-            let db = self.reader().await?;
+        let read = |db: Arc<Db>| async move {
             let rows = db
                 .query(
                     "SELECT tenant, kind, client_id, user_agent, address, credential, class,
@@ -493,17 +580,7 @@ impl Store {
                 .await?;
             Ok::<_, StoreError>((rows, timeline, days))
         };
-        let (rows, timeline, days) = match tokio::time::timeout(STORE_TIMEOUT, read).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                *self.reader.lock().await = None;
-                return Err(e);
-            }
-            Err(_) => {
-                *self.reader.lock().await = None;
-                return Err(StoreError::Timeout);
-            }
-        };
+        let (rows, timeline, days) = self.read(read).await?;
         let class = |name: &str| {
             ClientClass::ALL
                 .into_iter()
