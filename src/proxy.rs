@@ -264,6 +264,8 @@ impl ProxyHttp for Gateway {
             method: &head.method,
             path: ctx.routed_path.as_deref().unwrap_or(head.uri.path()),
             headers: &head.headers,
+            version: head.version,
+            bytes: session.body_bytes_sent() as u64,
             peer: session
                 .client_addr()
                 .and_then(|a| a.as_inet())

@@ -26,11 +26,15 @@ use crate::listen;
 use crate::protocol::hygiene::MAX_HEAD;
 use crate::proxy::Gateway;
 use crate::reload::Live;
+use crate::report::access::AccessLog;
 use crate::report::census::{Census, CensusWorker};
 use crate::report::metrics::Metrics;
 use crate::report::Recorder;
 use crate::resolver::resolve_forever;
 use crate::tls::{CertResolver, CertStore};
+
+/// How long the exit waits for the access log's last lines to be written.
+const ACCESS_LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long pingora waits for runtimes to wind down after the grace period.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
@@ -51,6 +55,8 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone())?;
     census.judge_at_start(&config.table);
+    let access = AccessLog::start(&settings.access_log, metrics.access_log_dropped.clone())
+        .map_err(anyhow::Error::msg)?;
     let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let live = Live::new(config_path, config, metrics.clone());
 
@@ -59,6 +65,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let recorder = Arc::new(Recorder {
         metrics,
         census: census.clone(),
+        access,
     });
     let gateway = Gateway {
         tables: live.tables.clone(),
@@ -76,7 +83,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         tls,
         &server.configuration,
         live.tables.clone(),
-        recorder,
+        recorder.clone(),
         draining.clone(),
         settings.deadlines,
     );
@@ -109,14 +116,17 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
 
     let tasks = Background {
         live,
+        recorder: recorder.clone(),
         census: final_census.clone(),
         census_worker: Mutex::new(Some(census_worker)),
         draining,
     };
     server.add_service(background_service("signpost", tasks));
     server.run(RunArgs::default());
-    // Every worker has stopped: requests that finished during the grace period are counted too.
+    // Every worker has stopped: requests that finished during the grace period are counted
+    // and logged too.
     final_census.flush();
+    recorder.access.flush(ACCESS_LOG_PATIENCE);
     Ok(())
 }
 
@@ -189,6 +199,8 @@ fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result
 /// Everything that runs beside the proxy, stopped by pingora's shutdown watch.
 struct Background {
     live: Arc<Live>,
+    /// For the access log: reopened on `SIGUSR1`.
+    recorder: Arc<Recorder>,
     census: Arc<Census>,
     census_worker: Mutex<Option<CensusWorker>>,
     /// Tells the front door that a shutdown began.
@@ -231,6 +243,23 @@ impl BackgroundService for Background {
                 }
             }
         };
+        // `SIGUSR1`: logrotate moved the access log file; open it anew.
+        let mut stop_reopen = shutdown.clone();
+        let reopen = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = usr1.recv() => {
+                        tracing::info!("SIGUSR1: reopening the access log");
+                        self.recorder.access.reopen();
+                    }
+                    _ = stop_reopen.changed() => break,
+                }
+            }
+        };
         let mut draining = shutdown.clone();
         let drain = async {
             if draining.changed().await.is_ok() {
@@ -240,6 +269,7 @@ impl BackgroundService for Background {
         tokio::join!(
             census,
             gates,
+            reopen,
             dns,
             drain,
             self.live.clone().watch(shutdown.clone()),

@@ -27,6 +27,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub census: FileCensus,
     #[serde(default)]
+    pub log: FileLog,
+    #[serde(default)]
     pub include: Vec<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -36,6 +38,24 @@ pub struct FileConfig {
     pub profiles: BTreeMap<String, FileProfile>,
     #[serde(default)]
     pub tenants: Vec<FileTenant>,
+}
+
+/// `log:`: where the access log goes and in which format.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    /// `stderr` (default), `off`, or a file path (reopened on `SIGUSR1`).
+    pub access: Option<String>,
+    pub format: Option<AccessFormat>,
+}
+
+/// One line per request as JSON, or nginx/Apache "combined" plus Signpost's labels.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    #[default]
+    Json,
+    Combined,
 }
 
 /// A file named by `include:`: tenants and profiles only.

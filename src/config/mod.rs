@@ -20,6 +20,7 @@ use crate::protocol::hygiene::Deadlines;
 use crate::table::Table;
 use crate::tls::CertStore;
 use error::{ConfigError, ConfigErrors, Problem};
+pub use file::AccessFormat;
 use file::{FileConfig, FileInclude, FileListen, UserNames};
 pub use store::{read_password, trust_roots, StoreProblem, StoreSettings};
 
@@ -60,6 +61,22 @@ pub struct Settings {
     pub certs_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub census: CensusSettings,
+    pub access_log: AccessLogSettings,
+}
+
+/// Where the access log goes (`log.access`) and its format (`log.format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub target: AccessTarget,
+    pub format: AccessFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    Stderr,
+    Off,
+    /// Appended to; reopened on `SIGUSR1` (after logrotate moved it).
+    File(PathBuf),
 }
 
 /// Census settings, with defaults applied.
@@ -226,6 +243,14 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
         },
         certs_dir: main.tls.as_ref().map(|t| base.join(&t.certs)),
         admin_token_file: main.admin.token_file.as_ref().map(|f| base.join(f)),
+        access_log: AccessLogSettings {
+            target: match main.log.access.as_deref() {
+                None | Some("stderr") => AccessTarget::Stderr,
+                Some("off") => AccessTarget::Off,
+                Some(path) => AccessTarget::File(base.join(path)),
+            },
+            format: main.log.format.unwrap_or_default(),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -45,6 +45,8 @@ pub struct Done {
     /// a forward failed or the client went away).
     pub error: &'static str,
     pub failure: Option<UpstreamFailure>,
+    /// Response body bytes written to the client (for the access log).
+    pub bytes: u64,
 }
 
 /// How much of a request's body is still on the connection when it is answered.
@@ -133,6 +135,8 @@ impl<'f> Connection<'f> {
             method: &req.method,
             path: req.path(),
             headers: &req.headers,
+            version: req.version,
+            bytes: done.bytes,
             peer: self.peer,
             elapsed: started.elapsed(),
             upstream_error: done
@@ -222,7 +226,8 @@ impl<'f> Connection<'f> {
                     || matches!(framing, BodyFraming::Length(n) if n > DISCARD_LIMIT)
             });
         let mut out = Vec::with_capacity(256);
-        answer.write_h1(&mut out, req.method == Method::HEAD);
+        let head_only = req.method == Method::HEAD;
+        answer.write_h1(&mut out, head_only);
         let written = self.write(&out).await;
         let status = answer.status.as_u16();
         if !written {
@@ -231,6 +236,7 @@ impl<'f> Connection<'f> {
                 keep_alive: false,
                 error: UpstreamFailure::ClientGone.label(),
                 failure: None,
+                bytes: 0,
             };
         }
         let keep_alive = !answer.close
@@ -255,6 +261,7 @@ impl<'f> Connection<'f> {
             keep_alive,
             error: "",
             failure: None,
+            bytes: answer.body_len(head_only),
         }
     }
 
@@ -273,6 +280,7 @@ impl<'f> Connection<'f> {
                 keep_alive: false,
                 error: failure.label(),
                 failure: Some(failure),
+                bytes: 0,
             };
         };
         let done = self.answer(req, answer, closing, left, body_deadline).await;
@@ -287,7 +295,8 @@ impl<'f> Connection<'f> {
     async fn refuse(&mut self, refusal: Refusal, started: std::time::Instant) {
         let mut out = Vec::with_capacity(256);
         Answer::refusal(refusal).write_h1(&mut out, false);
-        if self.write(&out).await {
+        let written = self.write(&out).await;
+        if written {
             linger(&mut self.stream).await;
         }
         self.front.recorder.finish(Finished {
@@ -296,6 +305,12 @@ impl<'f> Connection<'f> {
             method: &Method::GET,
             path: "",
             headers: &HeaderMap::new(),
+            version: Version::HTTP_11,
+            bytes: if written {
+                Answer::refusal(refusal).body_len(false)
+            } else {
+                0
+            },
             peer: self.peer,
             elapsed: started.elapsed(),
             upstream_error: None,

@@ -172,18 +172,20 @@ impl Connection<'_> {
         response: ResponseHead,
         mut out: Vec<u8>,
     ) -> Done {
-        let done = |keep_alive, error, failure| Done {
+        let mut sent = 0;
+        let done = |keep_alive, error, failure, bytes| Done {
             status: response.status,
             keep_alive,
             error,
             failure,
+            bytes,
         };
         if response.framing == Framing::Tunnel {
             if self.write(&out).await {
                 let idle = f.upstream.read_timeout;
                 tunnel(&mut self.stream, &mut self.buf, &mut conn, idle).await;
             }
-            return done(false, "", None);
+            return done(false, "", None, sent);
         }
         // Decided as the head goes out, so that a response that began before a shutdown
         // still tells the client to close.
@@ -192,21 +194,31 @@ impl Connection<'_> {
             announce_close(&mut out);
         }
         let timeout = f.upstream.read_timeout;
-        let relayed =
-            http1::relay_body(&mut conn, response.framing, &mut self.stream, out, timeout).await;
+        // The access log counts body bytes, as nginx's `$body_bytes_sent` and HTTP/2 do.
+        let head_len = out.len() as u64;
+        let relayed = http1::relay_body(
+            &mut conn,
+            response.framing,
+            &mut self.stream,
+            out,
+            timeout,
+            &mut sent,
+        )
+        .await;
+        sent = sent.saturating_sub(head_len);
         match relayed {
             Ok(reusable) => {
                 if reusable && response.keep_alive && f.req.version == Version::HTTP_11 {
                     pool::put(f.addr, f.upstream, conn);
                 }
-                done(!closing, "", None)
+                done(!closing, "", None, sent)
             }
             Err(RelayError::Client) => {
                 let gone = UpstreamFailure::ClientGone;
-                done(false, gone.label(), Some(gone))
+                done(false, gone.label(), Some(gone), sent)
             }
             // Mid-body: the client must see a broken response, not a complete one.
-            Err(RelayError::Upstream(failure)) => done(false, failure.label(), Some(failure)),
+            Err(RelayError::Upstream(failure)) => done(false, failure.label(), Some(failure), sent),
         }
     }
 
@@ -266,6 +278,7 @@ fn gone() -> Done {
         keep_alive: false,
         error: UpstreamFailure::ClientGone.label(),
         failure: Some(UpstreamFailure::ClientGone),
+        bytes: 0,
     }
 }
 

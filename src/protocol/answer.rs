@@ -102,6 +102,14 @@ impl Answer {
         })
     }
 
+    /// The length of the body Signpost writes with this answer (the access log's `bytes`).
+    pub fn body_len(&self, head_only: bool) -> u64 {
+        match self.content() {
+            Some((_, body)) if !head_only => body.len() as u64,
+            _ => 0,
+        }
+    }
+
     fn content(&self) -> Option<(&'static str, &[u8])> {
         match &self.body {
             Body::Empty => None,

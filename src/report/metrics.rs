@@ -29,6 +29,8 @@ pub struct Metrics {
     pub tenant_sunset: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
     /// Client rows waiting to be flushed to the census store.
     pub store_backlog: IntGauge,
     /// Sightings dropped because the store's backlog was full.
@@ -166,6 +168,11 @@ impl Metrics {
             &["tenant"],
         )
         .expect("valid metric");
+        let access_log_dropped = IntCounter::new(
+            "signpost_access_log_dropped_total",
+            "Access log lines dropped because the disk or pipe could not keep up.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "signpost_build_info",
@@ -193,6 +200,7 @@ impl Metrics {
             Box::new(tenant_sunset.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
+            Box::new(access_log_dropped.clone()),
             Box::new(store_backlog.clone()),
             Box::new(store_dropped.clone()),
             Box::new(store_flush_errors.clone()),
@@ -221,6 +229,7 @@ impl Metrics {
             tenant_sunset,
             census_evictions,
             census_dropped,
+            access_log_dropped,
             store_backlog,
             store_dropped,
             store_flush_errors,

@@ -1,5 +1,6 @@
 //! What Signpost tells operators: metrics, the census of legacy clients, the straggler page.
 
+pub mod access;
 pub mod census;
 pub mod metrics;
 pub mod page;
@@ -10,10 +11,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 
 use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
+use access::{AccessLog, Line};
+use census::identity::capped_user_agent;
 use census::Census;
 use metrics::Metrics;
 
@@ -21,6 +24,7 @@ use metrics::Metrics;
 pub struct Recorder {
     pub metrics: Arc<Metrics>,
     pub census: Arc<Census>,
+    pub access: AccessLog,
 }
 
 /// One finished request, as the front door or the proxy saw it.
@@ -33,6 +37,9 @@ pub struct Finished<'a> {
     /// The request path (no query); replaced by the labels' redacted path when there is one.
     pub path: &'a str,
     pub headers: &'a HeaderMap,
+    pub version: Version,
+    /// Response body bytes written to the client.
+    pub bytes: u64,
     pub peer: Option<IpAddr>,
     pub elapsed: Duration,
     /// (upstream, why) of a failed forward.
@@ -104,23 +111,37 @@ impl Recorder {
             self.census
                 .record(&l.tenant, &l.kind, f.headers, f.peer, path, f.status);
         }
-        // The census id costs a SHA-256; only pay for it when the access log is on.
-        let client = (census
-            && f.labels.is_some()
-            && tracing::enabled!(target: "signpost::access", tracing::Level::INFO))
-        .then(|| self.census.identify(f.headers, f.peer).id);
-        tracing::info!(
-            target: "signpost::access",
+        if !self.access.enabled() {
+            return;
+        }
+        let client =
+            (census && f.labels.is_some()).then(|| self.census.client_id(f.headers, f.peer));
+        let header = |name| {
+            f.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map_or("", capped_user_agent)
+        };
+        self.access.log(&Line {
+            client: f.peer,
+            method: f.method.as_str(),
+            path,
+            version: match f.version {
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                _ => "HTTP/1.1",
+            },
+            status: if f.status == 0 { "" } else { code },
+            bytes: f.bytes,
+            duration: f.elapsed,
             tenant,
             kind,
             rule,
             action,
-            status = code,
-            duration_ms = f.elapsed.as_secs_f64() * 1000.0,
-            client = client.as_deref().unwrap_or(""),
-            method = %f.method,
-            path,
-            error = f.error,
-        );
+            client_id: client.as_deref().unwrap_or(""),
+            user_agent: header(http::header::USER_AGENT),
+            referer: header(http::header::REFERER),
+            error: f.error,
+        });
     }
 }

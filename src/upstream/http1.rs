@@ -300,6 +300,7 @@ pub async fn relay_body(
     client: &mut Stream,
     mut out: Vec<u8>,
     read_timeout: Duration,
+    sent: &mut u64,
 ) -> Result<bool, RelayError> {
     let mut scanner = ChunkScanner::default();
     let mut left = match framing {
@@ -349,6 +350,7 @@ pub async fn relay_body(
             if !written {
                 return Err(RelayError::Client);
             }
+            *sent += out.len() as u64;
             out.clear();
         }
         if done {

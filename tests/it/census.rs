@@ -314,7 +314,7 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
     written.push(("state file", std::fs::read_to_string(&state_file).unwrap()));
     written.push(("log", std::fs::read_to_string(&log_path).unwrap()));
     assert!(
-        written[4].1.contains("signpost::access"),
+        written[4].1.contains("\"duration_ms\""),
         "the access log was not written: {}",
         written[4].1
     );

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access_log;
 mod admin_surface;
 mod census;
 mod census_store;

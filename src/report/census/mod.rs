@@ -248,6 +248,30 @@ impl Census {
         self.fingerprints.client(&identity)
     }
 
+    /// The client's census id for the access log. The id is a keyed HMAC: each worker keeps
+    /// the ids of the clients it saw lately, so a busy client pays for it once, not per request.
+    pub fn client_id(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Arc<str> {
+        thread_local! {
+            static IDS: std::cell::RefCell<HashMap<u64, Arc<str>>> = Default::default();
+        }
+        let address = self.client_address(headers, peer);
+        let key =
+            self.hasher
+                .hash_one((self.raw_credential(headers), user_agent(headers), address));
+        IDS.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            if let Some(id) = ids.get(&key) {
+                return id.clone();
+            }
+            if ids.len() >= 4096 {
+                ids.clear();
+            }
+            let id: Arc<str> = self.identify(headers, peer).id.into();
+            ids.insert(key, id.clone());
+            id
+        })
+    }
+
     fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
         let peer = peer?;
         if !self
