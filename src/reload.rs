@@ -206,6 +206,9 @@ impl Live {
         if let (Some(slot), Some(store)) = (&self.certs, config.certs) {
             slot.store(Arc::new(store));
         }
+        // `/config` and the metrics tell the generation being served from the moment it is.
+        self.publish(&info);
+        self.info.store(Arc::new(info));
         // What a reload costs is the build and the swap; the summary and freeing the old
         // snapshot come after, off the async threads.
         let seconds = started.elapsed().as_secs_f64();
@@ -218,8 +221,6 @@ impl Live {
         .await
         .unwrap_or_default();
         *fingerprint_slot = fingerprint;
-        self.publish(&info);
-        self.info.store(Arc::new(info));
         self.metrics.config_reloads.with_label_values(&["ok"]).inc();
         tracing::info!(
             trigger = why,

@@ -260,12 +260,14 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>) {
     ] {
         field(out, name, value);
     }
+    let us = l.duration.as_micros();
     let _ = write!(
         out,
-        ",\"status\":{},\"bytes\":{},\"duration_ms\":{:.3}",
+        ",\"status\":{},\"bytes\":{},\"duration_ms\":{}.{:03}",
         if l.status.is_empty() { "0" } else { l.status },
         l.bytes,
-        l.duration.as_secs_f64() * 1000.0
+        us / 1000,
+        us % 1000
     );
     for (name, value) in [
         ("tenant", l.tenant),
@@ -326,15 +328,17 @@ fn combined(out: &mut Vec<u8>, l: &Line<'_>) {
         },
     );
     out.push(b'"');
+    let us = l.duration.as_micros();
     let _ = writeln!(
         out,
-        " tenant={} kind={} rule={} action={} client_id={} duration_ms={:.3}",
+        " tenant={} kind={} rule={} action={} client_id={} duration_ms={}.{:03}",
         dash(l.tenant),
         dash(l.kind),
         dash(l.rule),
         dash(l.action),
         dash(l.client_id),
-        l.duration.as_secs_f64() * 1000.0
+        us / 1000,
+        us % 1000
     );
 }
 
