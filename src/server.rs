@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::proxy::HttpProxy;
@@ -90,8 +92,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let handover = server.add_service(handover.readying(live.clone()));
     let mut proxy = Service::new("signpost".to_owned(), front);
     // TLS is the front door's to do, within the header deadline: both listeners are TCP.
+    // Unbuffered: the front door reads into a buffer of its own, sized to what arrives, so
+    // pingora's 64 KiB read buffer per connection would only cost an idle connection 32 KB
+    // of memory and every request a copy. (TLS and HTTP/2 keep buffers of their own.)
     for addr in [bound.http, bound.https].into_iter().flatten() {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
+        );
     }
     server.add_service(proxy).add_dependency(&handover);
 
