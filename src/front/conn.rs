@@ -117,9 +117,9 @@ impl<'f> Connection<'f> {
                 )
             }
             Action::Forward { plan, head } => {
-                let done = self
-                    .forward(&req, &plan, &head, closing, body_deadline)
-                    .await;
+                // Boxed: the forward's state (connecting, TLS, relaying) is large, and a
+                // connection waiting for its next request should not carry room for it.
+                let done = Box::pin(self.forward(&req, &plan, &head, closing, body_deadline)).await;
                 (done, Some(plan.upstream))
             }
             Action::Fail(upstream, failure) => {

@@ -160,18 +160,21 @@ impl ServerApp for Front {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Everything up to the first request head, TLS included, by one deadline.
+        // Each path's future is boxed: a connection task is as large as its largest path
+        // could be, and thousands of idle HTTP/1 connections should not each carry room for
+        // a TLS handshake and an HTTP/2 session.
         let deadline = Instant::now() + self.deadlines.header;
         let stream = match self.tls_for(&stream) {
-            Some(tls) => self.handshake(tls, stream, deadline).await?,
+            Some(tls) => Box::pin(self.handshake(tls, stream, deadline)).await?,
             None => stream,
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let stream = primed::read_h2_preface(stream, deadline).await?;
-            return self.h2.process_new(stream, shutdown).await;
+            let stream = Box::pin(primed::read_h2_preface(stream, deadline)).await?;
+            return Box::pin(self.h2.process_new(stream, shutdown)).await;
         }
         // During a shutdown each connection still gets its next request answered (with
         // `Connection: close`): one accepted just as the signal came may already carry one.
-        Connection::new(self, stream).serve(deadline).await;
+        Box::pin(Connection::new(self, stream).serve(deadline)).await;
         None
     }
 
