@@ -3,6 +3,7 @@
 //! series is bounded by the config: unknown hosts are `_unknown`, requests that matched no rule
 //! have kind `_none`.
 
+use super::counts::RequestCounts;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -11,7 +12,7 @@ use prometheus::{
 /// Every metric Signpost exports, in one registry of its own.
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
+    pub requests: RequestCounts,
     pub duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     /// Failed TLS handshakes by tenant (from the SNI) and reason: clients that never got
@@ -42,14 +43,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "signpost_requests_total",
-                "Requests on legacy hosts, by outcome.",
-            ),
-            &["tenant", "kind", "action", "code"],
-        )
-        .expect("valid metric");
+        let requests = RequestCounts::default();
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "signpost_request_duration_seconds",

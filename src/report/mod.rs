@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod census;
+mod counts;
 pub mod metrics;
 pub mod page;
 pub mod table;
@@ -88,10 +89,13 @@ impl Recorder {
             Some(l) => (&*l.tenant, &*l.kind, &*l.rule, l.action),
             None => ("_unknown", "_none", "", "reject"),
         };
-        self.metrics
-            .requests
-            .with_label_values(&[tenant, kind, action, code])
-            .inc();
+        match f.labels {
+            Some(l) => self
+                .metrics
+                .requests
+                .inc(&l.tenant, &l.kind, l.action, f.status),
+            None => self.metrics.requests.inc_unknown(f.status),
+        }
         self.metrics
             .duration
             .with_label_values(&[kind, action])
