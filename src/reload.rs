@@ -56,6 +56,9 @@ pub struct Live {
     pub metrics: Arc<Metrics>,
     /// Set once the proxy's listeners accept connections.
     pub ready: AtomicBool,
+    /// Set once SIGHUP and SIGUSR1 are handled: before that, their default action ends the
+    /// process, so `/-/ready` waits for this too.
+    pub signals_armed: AtomicBool,
     path: PathBuf,
     /// The settings the process started with: sockets and threads cannot change without a restart.
     started_with: Settings,
@@ -87,6 +90,7 @@ impl Live {
             certs: config.certs.map(|c| Arc::new(ArcSwap::from_pointee(c))),
             metrics,
             ready: AtomicBool::new(false),
+            signals_armed: AtomicBool::new(false),
             path: path.to_owned(),
             ignore: config.settings.census.state_file.clone(),
             started_with: config.settings,
@@ -250,6 +254,10 @@ impl Live {
             }
         };
         let mut folders = Folders::default();
+        // A change made between the load and the watches being set makes no event: look once
+        // the watches are set (a file deleted just after start went unseen until the next).
+        folders.renew(&mut watcher, &watch_targets(&self.info.load()));
+        self.reload_if_changed().await;
         loop {
             // The running config's folders (new ones after a reload that added includes).
             folders.renew(&mut watcher, &watch_targets(&self.info.load()));
@@ -270,9 +278,12 @@ impl Live {
     }
 
     /// Reloads on every SIGHUP until `shutdown`.
-    pub async fn on_sighup(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+    pub async fn on_sighup(
+        self: Arc<Self>,
+        hup: std::io::Result<tokio::signal::unix::Signal>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Ok(mut hup) = hup else {
             tracing::error!("cannot listen for SIGHUP");
             return;
         };

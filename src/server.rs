@@ -217,6 +217,11 @@ struct Background {
 #[async_trait]
 impl BackgroundService for Background {
     async fn start(&self, shutdown: ShutdownWatch) {
+        // Signal handlers first, and `/-/ready` only after them: until then SIGHUP's and
+        // SIGUSR1's default action would end the process.
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
+        self.live.signals_armed.store(true, Ordering::Release);
         let worker = self.census_worker.lock().ok().and_then(|mut w| w.take());
         let census = async {
             if let Some(worker) = worker {
@@ -253,8 +258,8 @@ impl BackgroundService for Background {
         // `SIGUSR1`: logrotate moved the access log file; open it anew.
         let mut stop_reopen = shutdown.clone();
         let reopen = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            let Ok(mut usr1) = usr1 else {
+                tracing::error!("cannot listen for SIGUSR1: the access log is not reopened");
                 return;
             };
             loop {
@@ -280,7 +285,7 @@ impl BackgroundService for Background {
             dns,
             drain,
             self.live.clone().watch(shutdown.clone()),
-            self.live.clone().on_sighup(shutdown.clone()),
+            self.live.clone().on_sighup(hup, shutdown.clone()),
         );
     }
 }
