@@ -258,19 +258,21 @@ impl<'f> Connection<'f> {
         let keep_alive = !answer.close
             && match left {
                 BodyLeft::Untouched(BodyFraming::None) | BodyLeft::Consumed => true,
-                BodyLeft::Untouched(framing) => body::relay(
+                // Boxed, as the lingering close below: rare, and a connection's future would
+                // otherwise carry room for them while it waits for its next request.
+                BodyLeft::Untouched(framing) => Box::pin(body::relay(
                     &mut self.stream,
                     &mut self.buf,
                     framing,
                     body::Sink::Drop,
                     body_deadline,
-                )
+                ))
                 .await
                 .is_ok(),
                 BodyLeft::Partial => false,
             };
         if !keep_alive && pending.is_some() {
-            linger(&mut self.stream).await;
+            Box::pin(linger(&mut self.stream)).await;
         }
         Done {
             status,
@@ -313,7 +315,7 @@ impl<'f> Connection<'f> {
         Answer::refusal(refusal).write_h1(&mut out, false);
         let written = self.write(&out).await;
         if written {
-            linger(&mut self.stream).await;
+            Box::pin(linger(&mut self.stream)).await;
         }
         self.front.recorder.finish(Finished {
             labels: None,
