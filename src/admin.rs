@@ -8,7 +8,6 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -248,8 +247,8 @@ impl ServeHttp for Admin {
             (Method::DELETE, id) if id.starts_with("/stragglers/") => self.forget(&id["/stragglers/".len()..]).await,
             (Method::GET, "/config") => json(StatusCode::OK, &*self.live.info.load_full()),
             (Method::GET, "/-/healthy") => text(StatusCode::OK, "ok"),
-            (Method::GET, "/-/ready") if self.live.ready.load(Ordering::Acquire) && self.live.signals_armed.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
-            (Method::GET, "/-/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting (listeners or signal handlers not set yet)"),
+            (Method::GET, "/-/ready") if self.live.is_ready() => text(StatusCode::OK, "ready"),
+            (Method::GET, "/-/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting (listeners, signal handlers or the config watch not set yet)"),
             (Method::POST, "/-/reload") => self.reload().await,
             _ if known => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /stragglers, /stragglers.json, /stragglers.csv, /config, /-/healthy, /-/ready, POST /-/reload, DELETE /stragglers/CLIENT_ID"),

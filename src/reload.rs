@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ pub struct Live {
     /// Set once SIGHUP and SIGUSR1 are handled: before that, their default action ends the
     /// process, so `/-/ready` waits for this too.
     pub signals_armed: AtomicBool,
+    /// Set once the config's folders are watched: a file changed before that makes no event,
+    /// so `/-/ready` waits for this too.
+    pub watching: AtomicBool,
     path: PathBuf,
     /// The settings the process started with: sockets and threads cannot change without a restart.
     started_with: Settings,
@@ -91,6 +94,7 @@ impl Live {
             metrics,
             ready: AtomicBool::new(false),
             signals_armed: AtomicBool::new(false),
+            watching: AtomicBool::new(false),
             path: path.to_owned(),
             ignore: config.settings.census.state_file.clone(),
             started_with: config.settings,
@@ -213,6 +217,7 @@ impl Live {
         // `/config` and the metrics tell the generation being served from the moment it is.
         self.publish(&info);
         self.info.store(Arc::new(info));
+        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
         // What a reload costs is the build and the swap; the summary and freeing the old
         // snapshot come after, off the async threads.
         let seconds = started.elapsed().as_secs_f64();
@@ -225,7 +230,6 @@ impl Live {
         .await
         .unwrap_or_default();
         *fingerprint_slot = fingerprint;
-        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
         tracing::info!(
             trigger = why,
             generation,
@@ -239,6 +243,13 @@ impl Live {
         })
     }
 
+    /// `/-/ready`: the listeners accept, and SIGHUP, SIGUSR1 and config edits are handled.
+    pub fn is_ready(&self) -> bool {
+        [&self.ready, &self.signals_armed, &self.watching]
+            .iter()
+            .all(|flag| flag.load(Ordering::Acquire))
+    }
+
     /// Watches the config's folders until `shutdown`, reloading on changes.
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -250,17 +261,16 @@ impl Live {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch config files; reload with SIGHUP or POST /-/reload");
+                self.watching.store(true, Ordering::Release);
                 return;
             }
         };
         let mut folders = Folders::default();
-        // A change made between the load and the watches being set makes no event: look once
-        // the watches are set (a file deleted just after start went unseen until the next).
-        folders.renew(&mut watcher, &watch_targets(&self.info.load()));
-        self.reload_if_changed().await;
         loop {
             // The running config's folders (new ones after a reload that added includes).
             folders.renew(&mut watcher, &watch_targets(&self.info.load()));
+            // A change made before the first watches are set makes no event: `/-/ready` waits.
+            self.watching.store(true, Ordering::Release);
             tokio::select! {
                 event = rx.recv() => {
                     if event.is_none() { return; }
