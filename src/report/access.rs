@@ -13,13 +13,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
+use super::slot::{self, SLOTS};
 use crate::config::{AccessFormat, AccessLogSettings, AccessTarget};
 
 /// A worker's buffer goes to the writer once it holds this much.
@@ -28,12 +29,8 @@ const FLUSH_AT: usize = 32 * 1024;
 const QUEUE: usize = 64;
 /// How often the writer collects what the workers have not handed over yet.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Buffers: more than any sensible worker-thread count, so each worker has its own.
-const SHARDS: usize = 64;
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
     /// This thread's formatted time: (Unix second, `2026-12-02T11:35:07`, `02/Dec/2026:11:35:07 +0000`).
     static CLOCK: std::cell::RefCell<(u64, String, String)> = const {
         std::cell::RefCell::new((0, String::new(), String::new()))
@@ -79,7 +76,7 @@ impl AccessLog {
     /// Opens the target (a file that cannot be opened is an error naming it) and starts the
     /// writer thread.
     pub fn start(settings: &AccessLogSettings, dropped: IntCounter) -> Result<Self, String> {
-        let shards: Arc<[Mutex<Vec<u8>>]> = (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect();
+        let shards: Arc<[Mutex<Vec<u8>>]> = (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect();
         let reopen = Arc::new(AtomicBool::new(false));
         let sink = match &settings.target {
             AccessTarget::Off => None,
@@ -117,7 +114,7 @@ impl AccessLog {
         let Some(queue) = &self.queue else {
             return;
         };
-        let Ok(mut buf) = self.shards[SHARD.with(|s| *s)].lock() else {
+        let Ok(mut buf) = self.shards[slot::mine()].lock() else {
             return;
         };
         match self.format {

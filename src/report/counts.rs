@@ -11,20 +11,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 
+use super::slot::{self, SLOTS};
+
 const NAME: &str = "signpost_requests_total";
 const HELP: &str = "Requests on legacy hosts, by outcome.";
-const SHARDS: usize = 64;
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-}
 
 /// One label combination and its count in one shard.
 struct Entry {
@@ -67,7 +62,7 @@ impl Default for RequestCounts {
         .expect("a valid description");
         RequestCounts {
             inner: Arc::new(Inner {
-                shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+                shards: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
                 hasher: foldhash::fast::RandomState::default(),
                 desc,
                 unknown: ("_unknown".into(), "_none".into()),
@@ -81,7 +76,7 @@ impl RequestCounts {
     pub fn inc(&self, tenant: &Arc<str>, kind: &Arc<str>, action: &'static str, code: u16) {
         let inner = &*self.inner;
         let mut key = inner.hasher.hash_one((&**tenant, &**kind, action, code));
-        let Ok(mut shard) = inner.shards[SHARD.with(|s| *s)].lock() else {
+        let Ok(mut shard) = inner.shards[slot::mine()].lock() else {
             return;
         };
         loop {

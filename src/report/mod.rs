@@ -5,6 +5,7 @@ pub mod census;
 mod counts;
 pub mod metrics;
 pub mod page;
+mod slot;
 pub mod table;
 
 use std::borrow::Cow;
@@ -18,7 +19,7 @@ use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
 use access::{AccessLog, Line};
 use census::identity::capped_user_agent;
-use census::Census;
+use census::{Caller, Census};
 use metrics::Metrics;
 
 /// Everything recorded about a finished request: metrics, census, access log.
@@ -66,17 +67,12 @@ impl Recorder {
         let (Some((sni, version)), true) = (offered, self.census.enabled()) else {
             return;
         };
-        let mut headers = HeaderMap::new();
         let agent = format!("(TLS handshake failed: {reason}; offers at most {version})");
-        if let Ok(agent) = http::HeaderValue::from_str(&agent) {
-            headers.insert(http::header::USER_AGENT, agent);
-        }
         let path = sni.map_or_else(|| "(no SNI)".to_owned(), |name| format!("sni:{name}"));
         self.census.record(
             &Arc::from(tenant),
             &Arc::from("tls"),
-            &headers,
-            peer,
+            Caller::anonymous(&agent, peer),
             &path,
             0,
         );
@@ -110,16 +106,17 @@ impl Recorder {
             .labels
             .and_then(|l| l.redacted_path.as_deref())
             .unwrap_or(f.path);
-        let census = self.census.enabled();
-        if let (Some(l), true) = (f.labels, census) {
+        // Read once, for the census and the access log's client id.
+        let caller = (self.census.enabled() && f.labels.is_some())
+            .then(|| self.census.caller(f.headers, f.peer));
+        if let (Some(l), Some(caller)) = (f.labels, caller) {
             self.census
-                .record(&l.tenant, &l.kind, f.headers, f.peer, path, f.status);
+                .record(&l.tenant, &l.kind, caller, path, f.status);
         }
         if !self.access.enabled() {
             return;
         }
-        let client =
-            (census && f.labels.is_some()).then(|| self.census.client_id(f.headers, f.peer));
+        let client = caller.map(|c| self.census.client_id(c));
         let header = |name| {
             f.headers
                 .get(name)

@@ -23,11 +23,8 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// A client on HTTP/1.1 only, or one that takes HTTP/2 when offered.
 fn https_client(gw: &Gateway, http2: bool) -> reqwest::Client {
-    let ca = std::fs::read(crate::common::repo().join("certs/dev-ca/ca.pem")).unwrap();
-    let builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve("acme.flexhosting.se", gw.https)
+    let builder = gw
+        .client_builder("https")
         .user_agent("LogReader/1.0 \"quoted\"");
     let builder = if http2 { builder } else { builder.http1_only() };
     builder.build().unwrap()

@@ -108,17 +108,6 @@ async fn requests_cross_a_phase_switch_and_a_brownout_on_time() {
     );
 }
 
-/// A client that reaches the gateway's https listener over HTTP/1.1 only, or HTTP/2 (ALPN).
-fn https_client(gw: &Gateway, http2: bool) -> reqwest::Client {
-    let ca = std::fs::read(crate::common::repo().join("certs/dev-ca/ca.pem")).unwrap();
-    let builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve("acme.flexhosting.se", gw.https);
-    let builder = if http2 { builder } else { builder.http1_only() };
-    builder.build().unwrap()
-}
-
 /// `signpost explain` on the gateway's config, reading its census as the server keeps it.
 fn explain(gw: &Gateway, url: &str) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_signpost"))
@@ -154,7 +143,11 @@ async fn a_census_gated_phase_waits_for_its_stragglers_on_both_doors() {
         .unwrap();
         config["census"] = serde_yaml::from_str("{ snapshot_interval: 1s }").unwrap();
     });
-    let doors = [https_client(&gw, false), https_client(&gw, true)];
+    // HTTP/1.1 and HTTP/2 (ALPN) on the https listener.
+    let doors = [
+        gw.client_builder("https").http1_only().build().unwrap(),
+        gw.client("https"),
+    ];
     let web = gw.url("https://acme.flexhosting.se/HRM/Start");
     let timeclock = gw.url("https://acme.flexhosting.se/Timeclock");
     // Due since 2020, but the census has only just begun watching: held.

@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +29,7 @@ use http::header::{AUTHORIZATION, USER_AGENT};
 use http::HeaderMap;
 
 use super::metrics::Metrics;
+use super::slot::{self, SLOTS};
 use crate::config::CensusSettings;
 pub use agent::ClientClass;
 pub use data::BUCKET_SECONDS;
@@ -78,15 +78,8 @@ pub struct CensusWorker {
     census: Arc<Census>,
 }
 
-/// Shards: more than any sensible worker-thread count, so each worker has its own.
-const SHARDS: usize = 64;
 /// How often the worker drains the shards.
 const DRAIN_EVERY: Duration = Duration::from_millis(200);
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-}
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -163,7 +156,7 @@ impl Census {
             }
         }
         let census = Arc::new(Census {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             fingerprints: Fingerprinter::new(&key, settings.hash_user_names),
             data: Mutex::new(data),
@@ -183,25 +176,28 @@ impl Census {
         &self.settings.api_key_headers
     }
 
-    /// Counts one request of the client that `headers` and `peer` identify. Allocates only for
-    /// a client new to this worker's shard since the last drain.
+    /// Who sent a request, read once for the census and the access log.
+    pub fn caller<'a>(&'a self, headers: &'a HeaderMap, peer: Option<IpAddr>) -> Caller<'a> {
+        Caller {
+            credential: self.raw_credential(headers),
+            user_agent: user_agent(headers),
+            address: self.client_address(headers, peer),
+        }
+    }
+
+    /// Counts one request of `caller`. Allocates only for a client new to this worker's shard
+    /// since the last drain.
     pub fn record(
         &self,
         tenant: &Arc<str>,
         kind: &Arc<str>,
-        headers: &HeaderMap,
-        peer: Option<IpAddr>,
+        caller: Caller<'_>,
         path: &str,
         status: u16,
     ) {
         let at = now();
-        let address = self.client_address(headers, peer);
-        let credential = self.raw_credential(headers);
-        let user_agent = user_agent(headers);
-        let key = self
-            .hasher
-            .hash_one((&**tenant, &**kind, credential, user_agent, address));
-        let Ok(mut shard) = self.shards[SHARD.with(|s| *s)].lock() else {
+        let key = self.hasher.hash_one((&**tenant, &**kind, caller));
+        let Ok(mut shard) = self.shards[slot::mine()].lock() else {
             return;
         };
         if let Some(p) = shard.get_mut(&key) {
@@ -218,15 +214,10 @@ impl Census {
             self.metrics.census_dropped.inc();
             return;
         }
-        let identity = RawIdentity {
-            credential: credential.map(|(label, value)| (label.to_owned(), value.to_owned())),
-            user_agent: user_agent.to_owned(),
-            address,
-        };
         let pending = Pending {
             tenant: tenant.clone(),
             kind: kind.clone(),
-            identity,
+            identity: caller.identity(),
             first_seen: at,
             last_seen: at,
             count: 1,
@@ -236,28 +227,20 @@ impl Census {
         shard.insert(key, pending);
     }
 
-    /// The client as the census names it (for the access log).
+    /// The client as the census names it.
+    #[cfg(test)]
     pub fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
-        let identity = RawIdentity {
-            credential: self
-                .raw_credential(headers)
-                .map(|(l, v)| (l.to_owned(), v.to_owned())),
-            user_agent: user_agent(headers).to_owned(),
-            address: self.client_address(headers, peer),
-        };
-        self.fingerprints.client(&identity)
+        self.fingerprints
+            .client(&self.caller(headers, peer).identity())
     }
 
     /// The client's census id for the access log. The id is a keyed HMAC: each worker keeps
     /// the ids of the clients it saw lately, so a busy client pays for it once, not per request.
-    pub fn client_id(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Arc<str> {
+    pub fn client_id(&self, caller: Caller<'_>) -> Arc<str> {
         thread_local! {
             static IDS: std::cell::RefCell<HashMap<u64, Arc<str>>> = Default::default();
         }
-        let address = self.client_address(headers, peer);
-        let key =
-            self.hasher
-                .hash_one((self.raw_credential(headers), user_agent(headers), address));
+        let key = self.hasher.hash_one(caller);
         IDS.with(|ids| {
             let mut ids = ids.borrow_mut();
             if let Some(id) = ids.get(&key) {
@@ -266,7 +249,7 @@ impl Census {
             if ids.len() >= 4096 {
                 ids.clear();
             }
-            let id: Arc<str> = self.identify(headers, peer).id.into();
+            let id: Arc<str> = self.fingerprints.client(&caller.identity()).id.into();
             ids.insert(key, id.clone());
             id
         })
@@ -561,6 +544,37 @@ where
 }
 
 /// The User-Agent as sent, capped (see `identity`).
+/// A request's sender as the census tells clients apart: the credential as sent
+/// (`authorization` or the API-key header's name, raw value), the User-Agent (capped) and the
+/// address (the first forwarded hop behind a trusted proxy).
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct Caller<'a> {
+    credential: Option<(&'a str, &'a str)>,
+    user_agent: &'a str,
+    address: Option<IpAddr>,
+}
+
+impl<'a> Caller<'a> {
+    /// A caller known by its address and a description only (a failed TLS handshake).
+    pub fn anonymous(description: &'a str, address: Option<IpAddr>) -> Self {
+        Caller {
+            credential: None,
+            user_agent: capped_user_agent(description),
+            address,
+        }
+    }
+
+    fn identity(&self) -> RawIdentity {
+        RawIdentity {
+            credential: self
+                .credential
+                .map(|(label, value)| (label.to_owned(), value.to_owned())),
+            user_agent: self.user_agent.to_owned(),
+            address: self.address,
+        }
+    }
+}
+
 fn user_agent(headers: &HeaderMap) -> &str {
     headers
         .get(USER_AGENT)
@@ -722,9 +736,9 @@ mod tests {
         let a = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let b = headers(&[("authorization", "Bearer tok-B"), ("user-agent", "Sync/1")]);
         for _ in 0..3 {
-            census.record(&tenant, &kind, &a, peer, "/HRM/API/a", 200);
+            census.record(&tenant, &kind, census.caller(&a, peer), "/HRM/API/a", 200);
         }
-        census.record(&tenant, &kind, &b, peer, "/HRM/API/b", 201);
+        census.record(&tenant, &kind, census.caller(&b, peer), "/HRM/API/b", 201);
         assert!(
             census.report().clients.is_empty(),
             "nothing reaches the table before a drain"
@@ -742,7 +756,7 @@ mod tests {
             vec![(1, "/HRM/API/b".into(), 201), (3, "/HRM/API/a".into(), 200)]
         );
         // Same client after the drain: the row grows, no new row.
-        census.record(&tenant, &kind, &a, peer, "/HRM/API/c", 200);
+        census.record(&tenant, &kind, census.caller(&a, peer), "/HRM/API/c", 200);
         census.drain();
         assert_eq!(census.report().clients.len(), 2);
         assert_eq!(
@@ -759,7 +773,13 @@ mod tests {
         let (tenant, kind): (Arc<str>, Arc<str>) = ("acme".into(), "api".into());
         let agent = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let (census, _) = Census::new(kept.clone(), Arc::new(Metrics::new())).unwrap();
-        census.record(&tenant, &kind, &agent, None, "/HRM/API/a", 200);
+        census.record(
+            &tenant,
+            &kind,
+            census.caller(&agent, None),
+            "/HRM/API/a",
+            200,
+        );
         census.flush();
         let before = census.report();
         drop(census);
@@ -767,7 +787,13 @@ mod tests {
         assert_eq!(census.report().clients, before.clients);
         assert_eq!(census.report().days, before.days);
         // The installation key came back too: the same client gets the same row.
-        census.record(&tenant, &kind, &agent, None, "/HRM/API/b", 200);
+        census.record(
+            &tenant,
+            &kind,
+            census.caller(&agent, None),
+            "/HRM/API/b",
+            200,
+        );
         census.drain();
         let rows = census.report().clients;
         assert_eq!((rows.len(), rows[0].count), (1, 2), "{rows:?}");

@@ -678,6 +678,20 @@ impl Store {
     }
 }
 
+/// Counts by (time, name) as three columns for an UNNEST upsert, in key order (the order
+/// every instance locks rows in, so two flushes never deadlock).
+fn columns(counts: &HashMap<(u64, Arc<str>), u64>) -> (Vec<i64>, Vec<String>, Vec<i64>) {
+    let mut sorted: Vec<_> = counts.iter().collect();
+    sorted.sort();
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for ((at, name), count) in sorted {
+        columns.0.push(*at as i64);
+        columns.1.push(name.to_string());
+        columns.2.push(*count as i64);
+    }
+    columns
+}
+
 /// Brings the schema to the newest version this binary knows, under a lock so that instances
 /// starting together do not race.
 async fn migrate(db: &mut Db) -> Result<(), StoreError> {
@@ -774,14 +788,7 @@ async fn write_batch(
         ],
     )
     .await?;
-    let (mut ats, mut kinds, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    let mut timeline: Vec<_> = batch.outbox.timeline.iter().collect();
-    timeline.sort();
-    for ((at, kind), count) in timeline {
-        ats.push(*at as i64);
-        kinds.push(kind.to_string());
-        counts.push(*count as i64);
-    }
+    let (ats, kinds, counts) = columns(&batch.outbox.timeline);
     tx.execute(
         "INSERT INTO signpost_census_timeline AS t (at, kind, count)
          SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[])
@@ -789,14 +796,7 @@ async fn write_batch(
         &[&ats, &kinds, &counts],
     )
     .await?;
-    let (mut days, mut tenants, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    let mut by_day: Vec<_> = batch.outbox.days.iter().collect();
-    by_day.sort();
-    for ((day, tenant), count) in by_day {
-        days.push(*day as i64);
-        tenants.push(tenant.to_string());
-        counts.push(*count as i64);
-    }
+    let (days, tenants, counts) = columns(&batch.outbox.days);
     tx.execute(
         "INSERT INTO signpost_census_days AS d (day, tenant, count)
          SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[])

@@ -253,6 +253,11 @@ impl Gateway {
         client_to(self.addr_for(scheme))
     }
 
+    /// [`Self::client`] still to be configured (HTTP/1 only, a User-Agent…).
+    pub fn client_builder(&self, scheme: &str) -> reqwest::ClientBuilder {
+        client_builder_to(self.addr_for(scheme))
+    }
+
     /// GET a legacy URL (its port replaced by this gateway's) with the default client.
     pub async fn get(&self, url: &str) -> reqwest::Response {
         let scheme = url.split(':').next().unwrap();
@@ -269,6 +274,11 @@ impl Gateway {
 /// A client that trusts the development CA, resolves every example host to `addr` (a gateway,
 /// or a load balancer in front of some), and does not follow redirects.
 pub fn client_to(addr: SocketAddr) -> reqwest::Client {
+    client_builder_to(addr).build().unwrap()
+}
+
+/// [`client_to`] still to be configured.
+pub fn client_builder_to(addr: SocketAddr) -> reqwest::ClientBuilder {
     let ca = std::fs::read(repo().join("certs/dev-ca/ca.pem")).unwrap();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -278,7 +288,7 @@ pub fn client_to(addr: SocketAddr) -> reqwest::Client {
     for host in EXAMPLE_HOSTS {
         builder = builder.resolve(host, addr);
     }
-    builder.build().unwrap()
+    builder
 }
 
 /// `url` with the port of `addr`.
