@@ -102,7 +102,10 @@ impl Connection<'_> {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
                 Some(conn) => conn,
-                None => match self.front.connect(f.addr, f.upstream).await {
+                // Boxed: pingora's connect (TCP, TLS) is a 9 KB future, and most forwards
+                // take a pooled connection; inline, every forward's future would be that big
+                // and each forward would copy it into its box.
+                None => match Box::pin(self.front.connect(f.addr, f.upstream)).await {
                     Ok(conn) => conn,
                     Err(e) => return Err(self.failed(f, UpstreamFailure::of(&e), untouched).await),
                 },
