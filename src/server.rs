@@ -11,10 +11,8 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::ListenerConfig;
 use pingora::prelude::*;
 use pingora::protocols::http::v2::server::default_h2_options;
-use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
@@ -23,7 +21,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::{self, Settings};
-use crate::front::{Front, Tls};
+use crate::front::{Front, FrontDoor, Tls};
 use crate::listen;
 use crate::protocol::hygiene::MAX_HEAD;
 use crate::proxy::Gateway;
@@ -76,7 +74,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     };
     let h2 = http2_door(gateway, &server, &settings);
     let tls = match (bound.https, &live.certs) {
-        (Some(listener), Some(store)) => Some(tls(listener, store)?),
+        (Some(_), Some(store)) => Some(tls(store)?),
         _ => None,
     };
     let draining = Arc::new(AtomicBool::new(false));
@@ -90,17 +88,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         settings.deadlines,
     );
     let handover = server.add_service(handover.readying(live.clone()));
-    let mut proxy = Service::new("signpost".to_owned(), front);
-    // TLS is the front door's to do, within the header deadline: both listeners are TCP.
-    // Unbuffered: the front door reads into a buffer of its own, sized to what arrives, so
-    // pingora's 64 KiB read buffer per connection would only cost an idle connection 32 KB
-    // of memory and every request a copy. (TLS and HTTP/2 keep buffers of their own.)
-    for addr in [bound.http, bound.https].into_iter().flatten() {
-        proxy.add_listener(
-            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
-        );
-    }
-    server.add_service(proxy).add_dependency(&handover);
+    // The front door accepts on both listeners itself; TLS is its to do, within the header
+    // deadline.
+    let door = FrontDoor::new(front, bound.http, bound.https);
+    server.add_service(door).add_dependency(&handover);
 
     if let Some(addr) = bound.admin {
         let admin = Admin {
@@ -178,7 +169,7 @@ fn http2_door(gateway: Gateway, server: &Server, settings: &Settings) -> HttpPro
 
 /// The https listener's TLS: certificates chosen by SNI from `store`, ALPN `h2` and
 /// `http/1.1`.
-fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
+fn tls(store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
     let mut tls = TlsSettings::intermediate("", "")?;
     tls.set_cert_resolver(Arc::new(CertResolver {
         store: store.clone(),
@@ -196,7 +187,6 @@ fn tls(listener: SocketAddr, store: &Arc<ArcSwap<CertStore>>) -> pingora::Result
         })
         .unwrap_or_default();
     Ok(Tls {
-        listener,
         acceptor,
         certs: store.clone(),
         suites,

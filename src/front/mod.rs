@@ -13,6 +13,7 @@
 //! and a rule enforced by one was skipped by the other. Both doors share every rule through
 //! [`crate::protocol`].
 
+mod accept;
 mod body;
 mod conn;
 mod forward;
@@ -25,7 +26,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
@@ -44,6 +44,7 @@ use crate::table::Tables;
 use crate::tls::CertStore;
 use crate::upstream::pool::Conn;
 use crate::upstream::Upstream;
+pub use accept::FrontDoor;
 use conn::Connection;
 
 pub struct Front {
@@ -62,9 +63,8 @@ pub struct Front {
     deadlines: Deadlines,
 }
 
-/// The https listener and its TLS acceptor (certificates chosen by SNI, ALPN `h2`, `http/1.1`).
+/// The https listener's TLS acceptor (certificates chosen by SNI, ALPN `h2`, `http/1.1`).
 pub struct Tls {
-    pub listener: SocketAddr,
     pub acceptor: Acceptor,
     /// The certificates the acceptor chooses from: whether one covers a name.
     pub certs: Arc<ArcSwap<CertStore>>,
@@ -91,19 +91,6 @@ impl Front {
             draining,
             deadlines,
         }
-    }
-
-    /// The TLS settings when `stream` came in on the https listener.
-    fn tls_for(&self, stream: &Stream) -> Option<&Tls> {
-        let tls = self.tls.as_ref()?;
-        let local = stream
-            .get_socket_digest()?
-            .local_addr()?
-            .as_inet()
-            .copied()?;
-        let on_listener = local.port() == tls.listener.port()
-            && (tls.listener.ip().is_unspecified() || local.ip() == tls.listener.ip());
-        on_listener.then_some(tls)
     }
 
     /// The TLS handshake, by `deadline`. A handshake that fails after the client sent
@@ -152,33 +139,37 @@ impl Front {
     }
 }
 
-#[async_trait]
-impl ServerApp for Front {
-    async fn process_new(
+impl Front {
+    /// Serves a connection to its end; `tls` when it came in on the https listener. The TLS
+    /// handshake and the first request head must be done by `deadline`.
+    async fn serve(
         self: &Arc<Self>,
         stream: Stream,
+        tls: bool,
+        deadline: Instant,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // Everything up to the first request head, TLS included, by one deadline.
+    ) {
         // Each path's future is boxed: a connection task is as large as its largest path
         // could be, and thousands of idle HTTP/1 connections should not each carry room for
         // a TLS handshake and an HTTP/2 session.
-        let deadline = Instant::now() + self.deadlines.header;
-        let stream = match self.tls_for(&stream) {
-            Some(tls) => Box::pin(self.handshake(tls, stream, deadline)).await?,
+        let stream = match self.tls.as_ref().filter(|_| tls) {
+            Some(tls) => match Box::pin(self.handshake(tls, stream, deadline)).await {
+                Some(stream) => stream,
+                None => return,
+            },
             None => stream,
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let stream = Box::pin(primed::read_h2_preface(stream, deadline)).await?;
-            return Box::pin(self.h2.process_new(stream, shutdown)).await;
+            if let Some(stream) = Box::pin(primed::read_h2_preface(stream, deadline)).await {
+                // Deliberately never the HTTP/2 proxy's `cleanup`: that makes pingora close,
+                // at once, every kept-alive connection, under clients that may be sending a
+                // request.
+                Box::pin(self.h2.process_new(stream, shutdown)).await;
+            }
+            return;
         }
         // During a shutdown each connection still gets its next request answered (with
         // `Connection: close`): one accepted just as the signal came may already carry one.
         Box::pin(Connection::new(self, stream).serve(deadline)).await;
-        None
     }
-
-    /// Deliberately not the HTTP/2 proxy's `cleanup`: that makes pingora close, at once, every
-    /// kept-alive connection, under clients that may be sending a request.
-    async fn cleanup(&self) {}
 }
