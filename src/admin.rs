@@ -115,32 +115,6 @@ impl Admin {
     }
 
     fn metrics(&self) -> Response<Vec<u8>> {
-        // Phases switch by the clock, not by an event: read them as of this scrape. The
-        // sunsets are read here too, so that a reload that removes a tenant removes its series.
-        let metrics = &self.live.metrics;
-        let (phases, held, sunsets) = (
-            &metrics.tenant_phase,
-            &metrics.tenant_phase_held,
-            &metrics.tenant_sunset,
-        );
-        phases.reset();
-        held.reset();
-        sunsets.reset();
-        let now = jiff::Timestamp::now();
-        let tables = self.live.tables.load();
-        for tenant in tables.tenants() {
-            if let Some(schedule) = tenant.schedule.as_deref().filter(|s| !s.phases.is_empty()) {
-                let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
-                phases.with_label_values(&[&*tenant.id]).set(number as i64);
-            }
-            if let Some(at) = tenant.signals.sunset_at {
-                sunsets.with_label_values(&[&*tenant.id]).set(at);
-            }
-        }
-        for (tenant, schedule) in tables.gated() {
-            let holds = schedule.held_at(now).is_some();
-            held.with_label_values(&[&*tenant.id]).set(i64::from(holds));
-        }
         let gauge = &self.live.metrics.client_last_seen;
         gauge.reset();
         for row in self.census.top_clients() {
@@ -151,7 +125,9 @@ impl Admin {
         reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            self.live.metrics.render(),
+            self.live
+                .metrics
+                .render(&self.live.tables.load(), jiff::Timestamp::now()),
         )
     }
 

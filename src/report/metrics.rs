@@ -4,6 +4,8 @@
 //! have kind `_none`.
 
 use super::counts::RequestCounts;
+use super::exposition;
+use crate::table::Table;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -24,10 +26,6 @@ pub struct Metrics {
     pub config_last_success: Gauge,
     pub tenants: IntGauge,
     pub rules: IntGauge,
-    pub tenant_phase: IntGaugeVec,
-    /// 1 while a census-gated phase is due and held back by its stragglers.
-    pub tenant_phase_held: IntGaugeVec,
-    pub tenant_sunset: IntGaugeVec,
     pub census_evictions: IntCounter,
     pub census_dropped: IntCounter,
     /// Access log lines dropped because the writer fell behind.
@@ -105,22 +103,6 @@ impl Metrics {
             "Rules in the running config (tenant rules plus each profile's).",
         )
         .expect("valid metric");
-        let tenant_phase = IntGaugeVec::new(
-            Opts::new(
-                "signpost_tenant_phase",
-                "For tenants with phases: the phase in force, from 1 (0 once the last has ended).",
-            ),
-            &["tenant"],
-        )
-        .expect("valid metric");
-        let tenant_sunset = IntGaugeVec::new(
-            Opts::new(
-                "signpost_tenant_sunset_timestamp_seconds",
-                "For tenants with a sunset date (set, or their final gone phase's start): when.",
-            ),
-            &["tenant"],
-        )
-        .expect("valid metric");
         let census_evictions = IntCounter::new(
             "signpost_census_evictions_total",
             "Legacy clients evicted from the bounded census.",
@@ -154,14 +136,6 @@ impl Metrics {
             "When this instance last flushed to the census store.",
         )
         .expect("valid metric");
-        let tenant_phase_held = IntGaugeVec::new(
-            Opts::new(
-                "signpost_tenant_phase_held",
-                "1 while a tenant's next phase is due but held by clients the census still hears (after_quiet).",
-            ),
-            &["tenant"],
-        )
-        .expect("valid metric");
         let access_log_dropped = IntCounter::new(
             "signpost_access_log_dropped_total",
             "Access log lines dropped because the disk or pipe could not keep up.",
@@ -179,8 +153,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
+            Box::new(duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_errors.clone()),
             Box::new(tls_handshake_failures.clone()),
             Box::new(client_last_seen.clone()),
@@ -189,9 +162,6 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(tenants.clone()),
             Box::new(rules.clone()),
-            Box::new(tenant_phase.clone()),
-            Box::new(tenant_phase_held.clone()),
-            Box::new(tenant_sunset.clone()),
             Box::new(census_evictions.clone()),
             Box::new(census_dropped.clone()),
             Box::new(access_log_dropped.clone()),
@@ -218,9 +188,6 @@ impl Metrics {
             config_last_success,
             tenants,
             rules,
-            tenant_phase,
-            tenant_phase_held,
-            tenant_sunset,
             census_evictions,
             census_dropped,
             access_log_dropped,
@@ -231,11 +198,59 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text format.
-    pub fn render(&self) -> Vec<u8> {
+    /// The Prometheus text format: the registry's metrics, then the series kept per tenant
+    /// (written straight from their counts and from `table`, phases as of `now`).
+    pub fn render(&self, table: &Table, now: jiff::Timestamp) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        self.requests.write_text(&mut out);
+        write_tenant_gauges(table, now, &mut out);
         out
+    }
+}
+
+/// The per-tenant gauges, read from the running table at each scrape: phases switch by the
+/// clock, not by an event, and a reload that removes a tenant removes its series.
+fn write_tenant_gauges(table: &Table, now: jiff::Timestamp, out: &mut Vec<u8>) {
+    const PHASE: &str = "signpost_tenant_phase";
+    const HELD: &str = "signpost_tenant_phase_held";
+    const SUNSET: &str = "signpost_tenant_sunset_timestamp_seconds";
+    let phased = || {
+        table
+            .tenants()
+            .iter()
+            .filter_map(|t| Some((t, t.schedule.as_deref().filter(|s| !s.phases.is_empty())?)))
+    };
+    exposition::family(
+        out,
+        PHASE,
+        "For tenants with phases: the phase in force, from 1 (0 once the last has ended).",
+        "gauge",
+    );
+    for (tenant, schedule) in phased() {
+        let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
+        exposition::sample(out, PHASE, &[("tenant", &tenant.id)], number as i64);
+    }
+    exposition::family(
+        out,
+        HELD,
+        "1 while a tenant's next phase is due but held by clients the census still hears (after_quiet).",
+        "gauge",
+    );
+    for (tenant, schedule) in table.gated() {
+        let holds = schedule.held_at(now).is_some();
+        exposition::sample(out, HELD, &[("tenant", &tenant.id)], i64::from(holds));
+    }
+    exposition::family(
+        out,
+        SUNSET,
+        "For tenants with a sunset date (set, or their final gone phase's start): when.",
+        "gauge",
+    );
+    for tenant in table.tenants() {
+        if let Some(at) = tenant.signals.sunset_at {
+            exposition::sample(out, SUNSET, &[("tenant", &tenant.id)], at);
+        }
     }
 }
 

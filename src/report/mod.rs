@@ -3,6 +3,7 @@
 pub mod access;
 pub mod census;
 mod counts;
+pub mod exposition;
 pub mod metrics;
 pub mod page;
 mod slot;
