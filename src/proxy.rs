@@ -79,7 +79,10 @@ impl Gateway {
         if let Cow::Owned(path) = routed.path {
             ctx.routed_path = Some(path);
         }
-        Outcome::of(routed.decision, routed.tenant.map(|t| &t.signals))
+        Outcome::of(
+            routed.decision,
+            routed.tenant.and_then(|t| t.signals.as_deref()),
+        )
     }
 
     /// The request head's framing checks; and a body declared empty must be empty: pingora

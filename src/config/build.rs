@@ -433,10 +433,7 @@ impl Builder<'_> {
                 }
             }
         }
-        RuleSet {
-            matcher,
-            rules: compiled.into(),
-        }
+        RuleSet::new(matcher, compiled)
     }
 
     fn rule(
@@ -732,9 +729,9 @@ impl Builder<'_> {
         };
         let profile = profile?;
         let needs_number = rules
-            .rules
+            .rules()
             .iter()
-            .chain(profile.rules.rules.iter())
+            .chain(profile.rules.rules().iter())
             .chain(profile.fallback.iter())
             .any(Rule::uses_customer_number);
         if needs_number && t.customer_number.is_none() {
@@ -753,7 +750,8 @@ impl Builder<'_> {
             contact: t.contact.as_deref().map(Into::into),
             rules,
             profile,
-            signals,
+            signals: (signals.deprecation.is_some() || signals.sunset_at.is_some())
+                .then(|| Box::new(signals)),
             schedule,
         })
     }

@@ -126,7 +126,7 @@ fn decide(
         };
         let routed = route(cx.table, &routable);
         let labels = routed.labels();
-        let signals = routed.tenant.map(|t| &t.signals);
+        let signals = routed.tenant.and_then(|t| t.signals.as_deref());
         let routed_path = match routed.path {
             Cow::Owned(path) => Some(path),
             Cow::Borrowed(_) => None,

@@ -248,7 +248,7 @@ fn write_tenant_gauges(table: &Table, now: jiff::Timestamp, out: &mut Vec<u8>) {
         "gauge",
     );
     for tenant in table.tenants() {
-        if let Some(at) = tenant.signals.sunset_at {
+        if let Some(at) = tenant.signals.as_ref().and_then(|s| s.sunset_at) {
             exposition::sample(out, SUNSET, &[("tenant", &tenant.id)], at);
         }
     }

@@ -319,32 +319,32 @@ tenants:
     #[test]
     fn deprecation_and_sunset_come_from_the_phases_unless_set() {
         let table = load(CONFIG).unwrap();
-        let t = table.tenant_for("t.example").unwrap();
+        let t = table
+            .tenant_for("t.example")
+            .unwrap()
+            .signals
+            .as_ref()
+            .unwrap();
         let moved: jiff::Timestamp = "2026-03-01T17:00:00Z".parse().unwrap();
         assert_eq!(
-            t.signals.deprecation.as_ref().unwrap(),
+            t.deprecation.as_ref().unwrap(),
             &format!("@{}", moved.as_second())
         );
-        assert_eq!(
-            t.signals.sunset.as_ref().unwrap(),
-            "Tue, 01 Sep 2026 00:00:00 GMT"
-        );
+        assert_eq!(t.sunset.as_ref().unwrap(), "Tue, 01 Sep 2026 00:00:00 GMT");
         let explicit = CONFIG.replace(
             "    profile: p\n    phases:",
             "    profile: p\n    deprecation: 2025-10-01\n    phases:",
         );
         let table = load(&explicit).unwrap();
-        let t = table.tenant_for("t.example").unwrap();
-        assert_eq!(t.signals.deprecation.as_ref().unwrap(), "@1759276800");
-        assert_eq!(
-            t.signals.sunset.as_ref().unwrap(),
-            "Tue, 01 Sep 2026 00:00:00 GMT"
-        );
-        assert!(table
-            .tenant_for("plain.example")
+        let t = table
+            .tenant_for("t.example")
             .unwrap()
             .signals
-            .is_empty());
+            .as_ref()
+            .unwrap();
+        assert_eq!(t.deprecation.as_ref().unwrap(), "@1759276800");
+        assert_eq!(t.sunset.as_ref().unwrap(), "Tue, 01 Sep 2026 00:00:00 GMT");
+        assert!(table.tenant_for("plain.example").unwrap().signals.is_none());
     }
 
     #[test]
