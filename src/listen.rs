@@ -4,9 +4,9 @@
 //! retries for a while and then panics there, leaving a process that neither serves nor exits.
 //! So every listener is bound here first: a taken address (or one without permission) ends the
 //! process at once with exit code 1 and a message naming it, and `/-/ready` says 200 only once
-//! all of them are bound. The bound sockets reach pingora through its table of inherited
-//! sockets (the one a graceful upgrade fills), so pingora never binds them again, and a
-//! graceful upgrade passes them on as before. A port of `0` gets a free port from the kernel;
+//! all of them are bound. The bound sockets go into pingora's table of inherited sockets (the
+//! one a graceful upgrade fills), where the front door's accept loops ([`crate::front`]) and
+//! pingora's admin service find them, and from where a graceful upgrade passes them on. A port of `0` gets a free port from the kernel;
 //! the addresses actually bound are logged ("listening").
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,7 +1,8 @@
 //! The front door: where every connection starts, on the http and the https listener.
 //!
-//! A connection on the https listener gets its TLS handshake here, within the header deadline
-//! (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to pingora's
+//! Connections are accepted by `accept`, which makes nothing for one before its first bytes
+//! arrive. A connection on the https listener gets its TLS handshake here, within the header
+//! deadline (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to pingora's
 //! HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything else —
 //! every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket upgrades
 //! included — is served here, by `conn`, to the end of the connection.
