@@ -425,11 +425,13 @@ impl Census {
             return;
         };
         let cutoff = now().saturating_sub(self.settings.retention.as_secs());
-        if let Ok(mut data) = self.data.lock() {
-            data.prune(cutoff);
-        }
-        let report = self.report();
-        if let Err(e) = state::write_atomically(path, &report) {
+        let Ok(mut data) = self.data.lock() else {
+            return;
+        };
+        data.prune(cutoff);
+        // Written from the table under its lock: workers never wait for it (they count in
+        // their own shards), only the drain does.
+        if let Err(e) = state::write_atomically(path, |out| data.write_report(out)) {
             tracing::warn!(file = %path.display(), error = %e, "census state not saved");
         }
     }
@@ -652,7 +654,7 @@ mod tests {
             clients: vec![row("recent", now() - day), row("old", now() - 91 * day)],
             ..Report::default()
         };
-        state::write_atomically(&file, &report).unwrap();
+        state::write_atomically(&file, |out| serde_json::to_writer(out, &report)).unwrap();
         let mut kept = settings(10);
         kept.state_file = Some(file.clone());
         let (census, _) = Census::new(kept, Arc::new(Metrics::new())).unwrap();
