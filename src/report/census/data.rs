@@ -183,44 +183,47 @@ impl Data {
     }
 
     pub fn report(&self) -> Report {
-        let mut clients: Vec<ClientRow> = self
-            .clients
-            .iter()
-            .map(|(_, r)| r.to_client_row())
-            .collect();
-        clients.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
-        let timeline = self
-            .timeline
-            .iter()
-            .flat_map(|(at, kinds)| {
-                kinds.iter().map(|(kind, count)| TimelinePoint {
-                    at: *at,
-                    kind: kind.clone(),
-                    count: *count,
-                })
-            })
-            .collect();
-        let days = self
-            .days
-            .iter()
-            .flat_map(|(day, tenants)| {
-                tenants.iter().map(|(tenant, count)| DayCount {
-                    day: *day,
-                    tenant: tenant.to_string(),
-                    count: *count,
-                })
-            })
-            .collect();
         Report {
             generated_at: now(),
             bucket_seconds: BUCKET_SECONDS,
             evictions: self.evictions,
-            clients,
-            timeline,
-            days,
+            clients: self
+                .rows_by_recency()
+                .into_iter()
+                .map(Row::to_client_row)
+                .collect(),
+            timeline: self.timeline_points().collect(),
+            days: self.day_counts().collect(),
             watch: self.watch.clone(),
             ..Report::default()
         }
+    }
+
+    /// The rows, most recently seen first (the busier first among equals).
+    fn rows_by_recency(&self) -> Vec<&Row> {
+        let mut rows: Vec<&Row> = self.clients.iter().map(|(_, r)| r).collect();
+        rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
+        rows
+    }
+
+    fn timeline_points(&self) -> impl Iterator<Item = TimelinePoint> + '_ {
+        self.timeline.iter().flat_map(|(at, kinds)| {
+            kinds.iter().map(|(kind, count)| TimelinePoint {
+                at: *at,
+                kind: kind.clone(),
+                count: *count,
+            })
+        })
+    }
+
+    fn day_counts(&self) -> impl Iterator<Item = DayCount> + '_ {
+        self.days.iter().flat_map(|(day, tenants)| {
+            tenants.iter().map(|(tenant, count)| DayCount {
+                day: *day,
+                tenant: tenant.to_string(),
+                count: *count,
+            })
+        })
     }
 
     /// Loads a saved report (the state file) into an empty table.
@@ -277,28 +280,10 @@ struct Snapshot<'a>(&'a Data);
 impl Serialize for Snapshot<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let data = self.0;
-        // As the report orders them: most recently seen first.
-        let mut rows: Vec<&Row> = data.clients.iter().map(|(_, r)| r).collect();
-        rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
+        let rows = data.rows_by_recency();
         let clients = Each(|| rows.iter().map(|r| r.to_client_row()));
-        let timeline = Each(|| {
-            data.timeline.iter().flat_map(|(at, kinds)| {
-                kinds.iter().map(|(kind, count)| TimelinePoint {
-                    at: *at,
-                    kind: kind.clone(),
-                    count: *count,
-                })
-            })
-        });
-        let days = Each(|| {
-            data.days.iter().flat_map(|(day, tenants)| {
-                tenants.iter().map(|(tenant, count)| DayCount {
-                    day: *day,
-                    tenant: tenant.to_string(),
-                    count: *count,
-                })
-            })
-        });
+        let timeline = Each(|| data.timeline_points());
+        let days = Each(|| data.day_counts());
         let mut report = serializer.serialize_struct("Report", 7)?;
         report.serialize_field("generated_at", &now())?;
         report.serialize_field("bucket_seconds", &BUCKET_SECONDS)?;
