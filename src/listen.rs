@@ -6,8 +6,9 @@
 //! process at once with exit code 1 and a message naming it, and `/-/ready` says 200 only once
 //! all of them are bound. The bound sockets go into pingora's table of inherited sockets (the
 //! one a graceful upgrade fills), where the front door's accept loops ([`crate::front`]) and
-//! pingora's admin service find them, and from where a graceful upgrade passes them on. A port of `0` gets a free port from the kernel;
-//! the addresses actually bound are logged ("listening").
+//! pingora's admin service find them, and from where a graceful upgrade passes them on. A port
+//! of `0` gets a free port from the kernel; the addresses actually bound are logged
+//! ("listening").
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{IntoRawFd, OwnedFd};

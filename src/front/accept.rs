@@ -79,10 +79,6 @@ impl ServiceWithDependents for FrontDoor {
     fn name(&self) -> &str {
         "signpost"
     }
-
-    fn threads(&self) -> Option<usize> {
-        None
-    }
 }
 
 /// The listening socket for `addr` from pingora's table (bound by [`crate::listen`], or passed

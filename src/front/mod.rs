@@ -2,10 +2,10 @@
 //!
 //! Connections are accepted by `accept`, which makes nothing for one before its first bytes
 //! arrive. A connection on the https listener gets its TLS handshake here, within the header
-//! deadline (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to pingora's
-//! HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything else —
-//! every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket upgrades
-//! included — is served here, by `conn`, to the end of the connection.
+//! deadline (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to
+//! pingora's HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything
+//! else — every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket
+//! upgrades included — is served here, by `conn`, to the end of the connection.
 //!
 //! Why Signpost has its own HTTP/1 server at all: most legacy traffic is a bodiless GET that
 //! gets a redirect, and for that pingora's full proxy pipeline (session objects, phases,
@@ -138,9 +138,7 @@ impl Front {
             buf: BytesMut::with_capacity(8 * 1024),
         })
     }
-}
 
-impl Front {
     /// Serves a connection to its end; `tls` when it came in on the https listener. The TLS
     /// handshake and the first request head must be done by `deadline`.
     async fn serve(

@@ -128,10 +128,13 @@ impl RequestCounts {
                 count += next.count;
             }
             let (tenant, kind, action, code) = labels;
-            let code = itoa3(code);
+            let status = http::StatusCode::from_u16(code).ok();
             let labels = [
                 ("action", action),
-                ("code", std::str::from_utf8(&code).unwrap_or("000")),
+                (
+                    "code",
+                    status.as_ref().map_or("000", http::StatusCode::as_str),
+                ),
                 ("kind", &*kind),
                 ("tenant", &*tenant),
             ];
@@ -153,16 +156,6 @@ impl Row {
         let (tenant, kind, action, _) = &self.labels;
         NAME.len() + tenant.len() + kind.len() + action.len() + LINE_OVERHEAD
     }
-}
-
-/// A status code's three digits.
-fn itoa3(code: u16) -> [u8; 3] {
-    let code = code.min(999);
-    [
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ]
 }
 
 #[cfg(test)]

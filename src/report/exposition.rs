@@ -7,6 +7,7 @@
 //! whose routing table takes 46 MB held 150 MB after the first scrape. Here each line is
 //! written from the data as it is, into the response.
 
+use std::fmt::Display;
 use std::io::Write as _;
 
 /// Writes a family's `# HELP` and `# TYPE` lines.
@@ -16,7 +17,7 @@ pub fn family(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
 }
 
 /// Writes one sample: `name{label="value",…} value`. Label names in the order given.
-pub fn sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: impl Value) {
+pub fn sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: impl Display) {
     out.extend_from_slice(name.as_bytes());
     if !labels.is_empty() {
         out.push(b'{');
@@ -31,26 +32,7 @@ pub fn sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: imp
         }
         out.push(b'}');
     }
-    out.push(b' ');
-    value.write(out);
-    out.push(b'\n');
-}
-
-/// A sample's value.
-pub trait Value {
-    fn write(self, out: &mut Vec<u8>);
-}
-
-impl Value for u64 {
-    fn write(self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{self}");
-    }
-}
-
-impl Value for i64 {
-    fn write(self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{self}");
-    }
+    let _ = writeln!(out, " {value}");
 }
 
 /// A label value as the text format wants it: backslash, double quote and line feed escaped.

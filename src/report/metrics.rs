@@ -215,19 +215,16 @@ fn write_tenant_gauges(table: &Table, now: jiff::Timestamp, out: &mut Vec<u8>) {
     const PHASE: &str = "signpost_tenant_phase";
     const HELD: &str = "signpost_tenant_phase_held";
     const SUNSET: &str = "signpost_tenant_sunset_timestamp_seconds";
-    let phased = || {
-        table
-            .tenants()
-            .iter()
-            .filter_map(|t| Some((t, t.schedule.as_deref().filter(|s| !s.phases.is_empty())?)))
-    };
     exposition::family(
         out,
         PHASE,
         "For tenants with phases: the phase in force, from 1 (0 once the last has ended).",
         "gauge",
     );
-    for (tenant, schedule) in phased() {
+    for tenant in table.tenants() {
+        let Some(schedule) = tenant.schedule.as_deref().filter(|s| !s.phases.is_empty()) else {
+            continue;
+        };
         let number = schedule.phase_at(now).map_or(0, |(i, _)| i + 1);
         exposition::sample(out, PHASE, &[("tenant", &tenant.id)], number as i64);
     }

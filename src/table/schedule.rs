@@ -318,13 +318,11 @@ tenants:
 
     #[test]
     fn deprecation_and_sunset_come_from_the_phases_unless_set() {
+        fn signals(table: &crate::table::Table) -> Option<&crate::table::Signals> {
+            table.tenant_for("t.example")?.signals.as_deref()
+        }
         let table = load(CONFIG).unwrap();
-        let t = table
-            .tenant_for("t.example")
-            .unwrap()
-            .signals
-            .as_ref()
-            .unwrap();
+        let t = signals(&table).unwrap();
         let moved: jiff::Timestamp = "2026-03-01T17:00:00Z".parse().unwrap();
         assert_eq!(
             t.deprecation.as_ref().unwrap(),
@@ -336,12 +334,7 @@ tenants:
             "    profile: p\n    deprecation: 2025-10-01\n    phases:",
         );
         let table = load(&explicit).unwrap();
-        let t = table
-            .tenant_for("t.example")
-            .unwrap()
-            .signals
-            .as_ref()
-            .unwrap();
+        let t = signals(&table).unwrap();
         assert_eq!(t.deprecation.as_ref().unwrap(), "@1759276800");
         assert_eq!(t.sunset.as_ref().unwrap(), "Tue, 01 Sep 2026 00:00:00 GMT");
         assert!(table.tenant_for("plain.example").unwrap().signals.is_none());
