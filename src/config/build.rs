@@ -75,11 +75,7 @@ pub fn build(
     if !b.problems.is_empty() {
         return Err(b.into_errors());
     }
-    let table = Table {
-        hosts,
-        tenants: tenants.into_boxed_slice(),
-        upstreams: b.upstreams.into_values().collect(),
-    };
+    let table = Table::new(hosts, tenants, b.upstreams.into_values().collect());
     Ok((table, certs))
 }
 

@@ -10,14 +10,18 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use compact_str::CompactString;
+
 use crate::protocol::host::valid_name;
 
 /// Config host names → tenant index.
 #[derive(Debug, Default)]
 pub struct HostIndex {
     /// foldhash, seeded per process: several times faster than SipHash on short names, and
-    /// still not predictable by a client choosing hosts.
-    names: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// still not predictable by a client choosing hosts. A name of up to 24 bytes (nearly
+    /// all) is kept in the map's own slot, so that a lookup among 100 000 names reads no
+    /// other memory to compare it: a pointer to each name cost a cache miss per request.
+    names: HashMap<CompactString, u32, foldhash::fast::RandomState>,
 }
 
 /// The host as it is stored: `*.x.y` becomes `.x.y`; `None` if it is not a valid name.
@@ -42,7 +46,7 @@ impl HostIndex {
 
     /// Adds a name (already an [`index_key`]); returns the tenant that already had it, if any.
     pub fn insert(&mut self, key: String, tenant: u32) -> Option<u32> {
-        match self.names.entry(key.into_boxed_str()) {
+        match self.names.entry(CompactString::from(key)) {
             Entry::Occupied(first) => Some(*first.get()),
             Entry::Vacant(slot) => {
                 slot.insert(tenant);

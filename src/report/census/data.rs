@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use super::now;
 use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, Watch, DAY};
@@ -25,7 +25,7 @@ pub struct Data {
     /// bucket start → kind → count
     timeline: BTreeMap<u64, BTreeMap<String, u64>>,
     /// day start → tenant → count
-    days: BTreeMap<u64, HashMap<Arc<str>, u64>>,
+    days: BTreeMap<u64, HashMap<Arc<str>, u64, foldhash::fast::RandomState>>,
     evictions: u64,
     /// Tenants with a census-gated phase: watched since when, last call per kind. Never
     /// evicted, unlike the rows: a gate must not open because its clients were pushed out.
@@ -175,11 +175,15 @@ impl Data {
         rows.len()
     }
 
-    /// Writes, as JSON, the [`Report`] that [`Data::report`] would make, without making it:
-    /// for the state file, where 100 000 rows as owned strings took 30 MB at every snapshot,
-    /// which the allocator then kept. Each row is made, written and dropped in turn.
-    pub fn write_report(&self, out: impl std::io::Write) -> serde_json::Result<()> {
-        serde_json::to_writer(out, &Snapshot(self))
+    /// Writes, as JSON, the [`Report`] that [`Data::report`] would make, without making it
+    /// (100 000 rows as owned strings took 30 MB at every snapshot, which the allocator then
+    /// kept) and without holding the table's lock but for [`ROWS_PER_LOCK`] rows at a time:
+    /// with 100 000 rows the whole write took long enough for the workers' shards, which the
+    /// drain cannot fold meanwhile, to grow by megabytes. Rows come in the order of the
+    /// moment the write began, each as it is when its chunk is written; a row evicted
+    /// meanwhile is left out.
+    pub fn write_report(table: &Mutex<Data>, out: impl std::io::Write) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &Snapshot(table))
     }
 
     pub fn report(&self) -> Report {
@@ -188,9 +192,9 @@ impl Data {
             bucket_seconds: BUCKET_SECONDS,
             evictions: self.evictions,
             clients: self
-                .rows_by_recency()
+                .by_recency()
                 .into_iter()
-                .map(Row::to_client_row)
+                .map(|(_, row)| row.to_client_row())
                 .collect(),
             timeline: self.timeline_points().collect(),
             days: self.day_counts().collect(),
@@ -199,10 +203,10 @@ impl Data {
         }
     }
 
-    /// The rows, most recently seen first (the busier first among equals).
-    fn rows_by_recency(&self) -> Vec<&Row> {
-        let mut rows: Vec<&Row> = self.clients.iter().map(|(_, r)| r).collect();
-        rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
+    /// The rows and their keys, most recently seen first (the busier first among equals).
+    fn by_recency(&self) -> Vec<(u64, &Row)> {
+        let mut rows: Vec<(u64, &Row)> = self.clients.iter().map(|(k, r)| (*k, r)).collect();
+        rows.sort_by(|(_, a), (_, b)| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
         rows
     }
 
@@ -275,26 +279,53 @@ impl Data {
 }
 
 /// [`Data`] serialized in the shape of [`Report`] (the fields a restore reads), row by row.
-struct Snapshot<'a>(&'a Data);
+struct Snapshot<'a>(&'a Mutex<Data>);
+
+/// Rows written per hold of the table's lock by a snapshot: the longest the drain waits.
+const ROWS_PER_LOCK: usize = 1024;
+
+fn lock<E: serde::ser::Error>(table: &Mutex<Data>) -> Result<MutexGuard<'_, Data>, E> {
+    table
+        .lock()
+        .map_err(|_| E::custom("the census table was poisoned"))
+}
 
 impl Serialize for Snapshot<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let data = self.0;
-        let rows = data.rows_by_recency();
-        let clients = Each(|| rows.iter().map(|r| r.to_client_row()));
-        let timeline = Each(|| data.timeline_points());
-        let days = Each(|| data.day_counts());
+        let (keys, evictions) = {
+            let data = lock::<S::Error>(self.0)?;
+            let keys: Vec<u64> = data.by_recency().into_iter().map(|(k, _)| k).collect();
+            (keys, data.evictions)
+        };
         let mut report = serializer.serialize_struct("Report", 7)?;
         report.serialize_field("generated_at", &now())?;
         report.serialize_field("bucket_seconds", &BUCKET_SECONDS)?;
-        report.serialize_field("evictions", &data.evictions)?;
-        report.serialize_field("clients", &clients)?;
-        report.serialize_field("timeline", &timeline)?;
-        report.serialize_field("days", &days)?;
+        report.serialize_field("evictions", &evictions)?;
+        report.serialize_field("clients", &Chunked(self.0, &keys))?;
+        // The rest is bounded (48 hours of buckets, 8 days of tenants): one hold.
+        let data = lock::<S::Error>(self.0)?;
+        report.serialize_field("timeline", &Each(|| data.timeline_points()))?;
+        report.serialize_field("days", &Each(|| data.day_counts()))?;
         if !data.watch.is_empty() {
             report.serialize_field("watch", &data.watch)?;
         }
         report.end()
+    }
+}
+
+/// The rows of these keys that are still in the table, [`ROWS_PER_LOCK`] to a hold.
+struct Chunked<'a>(&'a Mutex<Data>, &'a [u64]);
+
+impl Serialize for Chunked<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut rows = serializer.serialize_seq(None)?;
+        for chunk in self.1.chunks(ROWS_PER_LOCK) {
+            let data = lock::<S::Error>(self.0)?;
+            for row in chunk.iter().filter_map(|k| data.clients.peek(k)) {
+                rows.serialize_element(&row.to_client_row())?;
+            }
+        }
+        rows.end()
     }
 }
 
@@ -342,10 +373,11 @@ mod tests {
         data.record(sighting("u", "b", now() - 50));
         data.record(sighting("t", "a", now() - 10));
         data.watch_only(["t"].into_iter(), now() - 1000);
+        let table = Mutex::new(data);
         let mut text = Vec::new();
-        data.write_report(&mut text).unwrap();
+        Data::write_report(&table, &mut text).unwrap();
         let written: Report = serde_json::from_slice(&text).unwrap();
-        let made = data.report();
+        let made = table.into_inner().unwrap().report();
         assert_eq!(written.clients.len(), 2);
         assert!(!written.timeline.is_empty() && !written.days.is_empty());
         assert!(!written.watch.is_empty());
@@ -356,6 +388,22 @@ mod tests {
             },
             made
         );
+    }
+
+    #[test]
+    fn a_snapshot_of_many_chunks_holds_every_row_in_the_report_order() {
+        let rows = 2 * ROWS_PER_LOCK + 7;
+        let mut data = Data::new(NonZeroUsize::new(rows).unwrap());
+        for i in 0..rows {
+            data.record(sighting(&format!("t{i}"), "a", now() - (i % 50) as u64));
+        }
+        let table = Mutex::new(data);
+        let mut text = Vec::new();
+        Data::write_report(&table, &mut text).unwrap();
+        let written: Report = serde_json::from_slice(&text).unwrap();
+        let made = table.into_inner().unwrap().report();
+        assert_eq!(written.clients.len(), rows);
+        assert_eq!(written.clients, made.clients);
     }
 
     #[test]

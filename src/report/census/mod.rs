@@ -81,7 +81,17 @@ pub struct CensusWorker {
 /// How often the worker drains the shards.
 const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
+/// Unix seconds, from the kernel's coarse clock: every request reads it, and the census
+/// needs seconds, not the nanoseconds a full clock read pays for.
 pub fn now() -> u64 {
+    let mut at = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `at` is a valid timespec to write to; the call cannot fail for this clock.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut at) } == 0 {
+        return at.tv_sec.max(0) as u64;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -380,7 +390,8 @@ impl Census {
             return;
         };
         // One integration often calls many tenants: fingerprint each identity once per drain.
-        let mut clients: HashMap<RawIdentity, Arc<Client>> = HashMap::new();
+        let mut clients: HashMap<RawIdentity, Arc<Client>, foldhash::fast::RandomState> =
+            HashMap::default();
         for p in taken.into_iter().flat_map(|s| s.into_values()) {
             let client = match clients.get(&p.identity) {
                 Some(c) => c.clone(),
@@ -425,13 +436,14 @@ impl Census {
             return;
         };
         let cutoff = now().saturating_sub(self.settings.retention.as_secs());
-        let Ok(mut data) = self.data.lock() else {
-            return;
-        };
-        data.prune(cutoff);
-        // Written from the table under its lock: workers never wait for it (they count in
-        // their own shards), only the drain does.
-        if let Err(e) = state::write_atomically(path, |out| data.write_report(out)) {
+        match self.data.lock() {
+            Ok(mut data) => data.prune(cutoff),
+            Err(_) => return,
+        }
+        // Written from the table a chunk of rows at a time, and synced to disk with no lock
+        // held: workers never wait for it (they count in their own shards), and the drain
+        // waits for one chunk at most.
+        if let Err(e) = state::write_atomically(path, |out| Data::write_report(&self.data, out)) {
             tracing::warn!(file = %path.display(), error = %e, "census state not saved");
         }
     }
