@@ -248,7 +248,8 @@ impl Census {
     /// the ids of the clients it saw lately, so a busy client pays for it once, not per request.
     pub fn client_id(&self, caller: Caller<'_>) -> Arc<str> {
         thread_local! {
-            static IDS: std::cell::RefCell<HashMap<u64, Arc<str>>> = Default::default();
+            static IDS: std::cell::RefCell<HashMap<u64, Arc<str>, foldhash::fast::RandomState>> =
+                Default::default();
         }
         let key = self.hasher.hash_one(caller);
         IDS.with(|ids| {
