@@ -44,6 +44,7 @@ pub struct Line<'a> {
     pub path: &'a str,
     /// `HTTP/1.1`, `HTTP/2.0`…
     pub version: &'a str,
+    /// `0` when no response was written.
     pub status: &'a str,
     pub bytes: u64,
     pub duration: Duration,
@@ -263,11 +264,7 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>) {
     field(out, b",\"path\":", l.path);
     field(out, b",\"version\":", l.version);
     out.extend_from_slice(b",\"status\":");
-    out.extend_from_slice(if l.status.is_empty() {
-        b"0"
-    } else {
-        l.status.as_bytes()
-    });
+    out.extend_from_slice(l.status.as_bytes());
     out.extend_from_slice(b",\"bytes\":");
     number(out, l.bytes);
     out.extend_from_slice(b",\"duration_ms\":");
@@ -355,11 +352,7 @@ fn combined(out: &mut Vec<u8>, l: &Line<'_>) {
     out.push(b' ');
     quoted(out, l.version);
     out.extend_from_slice(b"\" ");
-    out.extend_from_slice(if l.status.is_empty() {
-        b"0"
-    } else {
-        l.status.as_bytes()
-    });
+    out.extend_from_slice(l.status.as_bytes());
     out.push(b' ');
     number(out, l.bytes);
     out.extend_from_slice(b" \"");

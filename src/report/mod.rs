@@ -133,7 +133,7 @@ impl Recorder {
                 Version::HTTP_2 => "HTTP/2.0",
                 _ => "HTTP/1.1",
             },
-            status: if f.status == 0 { "" } else { code },
+            status: code,
             bytes: f.bytes,
             duration: f.elapsed,
             tenant,
