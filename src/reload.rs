@@ -25,7 +25,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
 use crate::config::error::ConfigErrors;
-use crate::config::{self, Config, Settings};
+use crate::config::{self, AccessTarget, Config, Settings};
 use crate::report::census::now;
 use crate::report::metrics::Metrics;
 use crate::table::{Table, Tables};
@@ -68,8 +68,8 @@ pub struct Live {
     /// Serialises reloads; holds the fingerprint of the running config's inputs, `None` when
     /// they changed while being loaded (so the next look reloads).
     fingerprint: tokio::sync::Mutex<Option<u64>>,
-    /// Files that are written by Signpost itself and must not trigger reloads.
-    ignore: Option<PathBuf>,
+    /// Files Signpost writes itself: never config inputs.
+    ignore: OwnFiles,
 }
 
 /// The result of a successful reload.
@@ -83,11 +83,8 @@ pub struct Reloaded {
 impl Live {
     pub fn new(path: &Path, config: Config, metrics: Arc<Metrics>) -> Arc<Self> {
         let info = info_of(&config, 1);
-        let fingerprint = fingerprint(
-            &info.watch,
-            &config.files,
-            config.settings.census.state_file.as_deref(),
-        );
+        let ignore = OwnFiles::of(&config.settings);
+        let fingerprint = fingerprint(&info.watch, &config.files, &ignore);
         let live = Self {
             tables: Arc::new(ArcSwap::from_pointee(config.table)),
             certs: config.certs.map(|c| Arc::new(ArcSwap::from_pointee(c))),
@@ -96,7 +93,7 @@ impl Live {
             signals_armed: AtomicBool::new(false),
             watching: AtomicBool::new(false),
             path: path.to_owned(),
-            ignore: config.settings.census.state_file.clone(),
+            ignore,
             started_with: config.settings,
             fingerprint: tokio::sync::Mutex::new(Some(fingerprint)),
             info: ArcSwap::from_pointee(info),
@@ -125,11 +122,10 @@ impl Live {
         let info = self.info.load_full();
         let files: Vec<PathBuf> = info.files.iter().map(PathBuf::from).collect();
         let ignore = self.ignore.clone();
-        let current = tokio::task::spawn_blocking(move || {
-            fingerprint(&info.watch, &files, ignore.as_deref())
-        })
-        .await
-        .unwrap_or(0);
+        let current =
+            tokio::task::spawn_blocking(move || fingerprint(&info.watch, &files, &ignore))
+                .await
+                .unwrap_or(0);
         if Some(current) != *slot {
             let _ = self
                 .reload_locked("files changed", &mut slot, Some(current))
@@ -153,7 +149,7 @@ impl Live {
         let running_certs = self.certs.as_ref().map(|slot| slot.load_full());
         let running = self.info.load_full();
         let loaded = tokio::task::spawn_blocking(move || {
-            let ignore = ignore.as_deref();
+            let ignore = &ignore;
             let running_files: Vec<PathBuf> = running.files.iter().map(PathBuf::from).collect();
             let before =
                 inputs.unwrap_or_else(|| fingerprint(&running.watch, &running_files, ignore));
@@ -253,8 +249,9 @@ impl Live {
     /// Watches the config's folders until `shutdown`, reloading on changes.
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let ignore = self.ignore.clone();
         let mut watcher = match notify::recommended_watcher(move |event| {
-            if is_change(&event) {
+            if is_change(&event, &ignore) {
                 let _ = tx.try_send(());
             }
         }) {
@@ -389,9 +386,12 @@ impl Folders {
 /// themselves, and counting that as a change made the watcher look again 100 ms later,
 /// forever, reading the whole config ten times a second once any file had changed. Errors
 /// (an overflowed event queue) are a reason to look.
-fn is_change(event: &notify::Result<notify::Event>) -> bool {
+fn is_change(event: &notify::Result<notify::Event>, ignore: &OwnFiles) -> bool {
     use notify::event::{AccessKind, AccessMode, EventKind};
     match event {
+        Ok(event) if !event.paths.is_empty() && event.paths.iter().all(|p| ignore.contains(p)) => {
+            false
+        }
         Ok(event) => match event.kind {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
             EventKind::Access(_) => false,
@@ -446,16 +446,13 @@ fn info_of(config: &Config, generation: u64) -> ConfigInfo {
 
 /// A hash of everything a reload would read: the listing of each watched folder (names, sizes,
 /// modification times, following symlinks) and the bytes of each config file.
-fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: Option<&Path>) -> u64 {
+fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: &OwnFiles) -> u64 {
     let mut h = std::hash::BuildHasher::build_hasher(&foldhash::quality::FixedState::default());
     for dir in dirs {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
-        entries.retain(|p| {
-            Some(p.as_path()) != ignore
-                && Some(p.with_extension("tmp")) != ignore.map(|i| i.with_extension("tmp"))
-        });
+        entries.retain(|p| !ignore.contains(p));
         entries.sort();
         for path in entries {
             path.hash(&mut h);
@@ -469,6 +466,41 @@ fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: Option<&Path>) -> u6
         std::fs::read(file).ok().hash(&mut h);
     }
     h.finish()
+}
+
+/// Files Signpost writes itself (the census state file and its temporary, the access log
+/// file), by resolved folder and name. In a watched folder they are not config inputs: an
+/// access log there changed the folder's fingerprint on every write, and so reloaded the
+/// config over and over.
+#[derive(Clone, Default)]
+struct OwnFiles(Arc<[PathBuf]>);
+
+impl OwnFiles {
+    fn of(settings: &Settings) -> Self {
+        let mut files = Vec::new();
+        if let Some(state) = &settings.census.state_file {
+            files.extend([state.clone(), state.with_extension("tmp")]);
+        }
+        if let AccessTarget::File(log) = &settings.access_log.target {
+            files.push(log.clone());
+        }
+        OwnFiles(files.iter().filter_map(|f| resolved(f)).collect())
+    }
+
+    fn contains(&self, path: &Path) -> bool {
+        // By name first: most paths are not ours, and resolving one is a system call.
+        self.0.iter().any(|own| own.file_name() == path.file_name())
+            && resolved(path).is_some_and(|path| self.0.contains(&path))
+    }
+}
+
+/// `path` with its folder resolved (symlinks, `..`, the working directory).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
 }
 
 /// `+1 −0 ~2 tenants, ~1 profiles`: what a reload changed.
@@ -519,7 +551,7 @@ mod tests {
             EventKind::Access(AccessKind::Read),
             EventKind::Access(AccessKind::Close(AccessMode::Read)),
         ] {
-            assert!(!is_change(&event(kind)), "{kind:?}");
+            assert!(!is_change(&event(kind), &OwnFiles::default()), "{kind:?}");
         }
         for kind in [
             EventKind::Access(AccessKind::Close(AccessMode::Write)),
@@ -530,8 +562,28 @@ mod tests {
             EventKind::Any,
             EventKind::Other,
         ] {
-            assert!(is_change(&event(kind)), "{kind:?}");
+            assert!(is_change(&event(kind), &OwnFiles::default()), "{kind:?}");
         }
-        assert!(is_change(&Err(notify::Error::generic("queue overflow"))));
+        assert!(is_change(
+            &Err(notify::Error::generic("queue overflow")),
+            &OwnFiles::default()
+        ));
+    }
+
+    #[test]
+    fn writes_to_its_own_files_are_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = OwnFiles(Arc::from([
+            resolved(&dir.path().join("access.log")).unwrap()
+        ]));
+        let write = |name: &str| {
+            Ok(
+                notify::Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any)))
+                    .add_path(dir.path().join(name)),
+            )
+        };
+        assert!(!is_change(&write("access.log"), &own));
+        assert!(is_change(&write("signpost.yaml"), &own));
+        assert!(is_change(&write("access.log.1"), &own));
     }
 }

@@ -326,3 +326,32 @@ async fn new_certificate_is_served_on_the_next_handshake() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The access log and the census state file beside the config are Signpost's output, not its
+/// input: writing them reloads nothing (an access log there once changed the folder's
+/// fingerprint with every write, so each write reloaded the whole config).
+#[tokio::test]
+async fn its_own_log_and_census_files_beside_the_config_reload_nothing() {
+    let gw = Gateway::start_with(|config, dir| {
+        config["log"] =
+            serde_yaml::from_str(&format!("access: {}", dir.join("access.log").display())).unwrap();
+        config["census"] = serde_yaml::from_str(&format!(
+            "state_file: {}\nsnapshot_interval: 1s",
+            dir.join("census.json").display()
+        ))
+        .unwrap();
+    });
+    let dir = gw.config.parent().unwrap().to_owned();
+    for _ in 0..25 {
+        assert_eq!(gw.get(URL).await.status(), 307);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::metadata(dir.join("access.log")).unwrap();
+    assert!(log.len() > 0, "nothing logged");
+    assert!(dir.join("census.json").exists(), "no census snapshot");
+    assert_eq!(gw.metric("signpost_config_generation"), 1.0);
+    assert_eq!(
+        gw.metric("signpost_config_reloads_total{result=\"ok\"}"),
+        0.0
+    );
+}
