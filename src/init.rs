@@ -4,7 +4,8 @@
 //! example's `vars`, `upstreams` and `flexhrm` profile (one source of truth, embedded at build
 //! time) with the customer's tenant; with `--onprem`, a first phase forwards everything to the
 //! customer's old server until the move. The text is validated exactly as `check` does before
-//! it is written, and an existing file is never overwritten.
+//! it is written, and an existing file is never overwritten (but for the Debian package's
+//! untouched starting point, [`PACKAGED_STARTING_POINT`]).
 
 use std::path::{Path, PathBuf};
 
@@ -97,9 +98,16 @@ pub fn render(req: &InitRequest) -> String {
     out
 }
 
-/// Renders, validates and writes the config to `output`; returns the text written.
+/// The Debian package's `/etc/signpost/signpost.yaml`: a starting point that routes nothing,
+/// which `init` writes over. Only byte for byte: a config anyone has edited is never replaced.
+pub const PACKAGED_STARTING_POINT: &str = include_str!("../deploy/debian/signpost.yaml");
+
+/// Renders, validates and writes the config to `output`; returns the text written. An
+/// existing file is refused, unless it is the package's untouched starting point.
 pub fn write(req: &InitRequest, output: &Path) -> Result<String, InitError> {
-    if output.exists() {
+    let starting_point =
+        std::fs::read(output).is_ok_and(|text| text == PACKAGED_STARTING_POINT.as_bytes());
+    if output.exists() && !starting_point {
         return Err(InitError::Exists(output.to_owned()));
     }
     let text = render(req);
@@ -117,6 +125,24 @@ pub fn write(req: &InitRequest, output: &Path) -> Result<String, InitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packaged_starting_point_loads_and_is_replaced_but_an_edited_config_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signpost.yaml");
+        std::fs::write(&path, PACKAGED_STARTING_POINT).unwrap();
+        let loaded = config::load(&path, None).unwrap();
+        assert!(loaded.table.tenants().is_empty());
+        let text = write(&request(false, None), &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let edited = format!("{PACKAGED_STARTING_POINT}# mine\n");
+        std::fs::write(&path, &edited).unwrap();
+        assert!(matches!(
+            write(&request(false, None), &path),
+            Err(InitError::Exists(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+    }
 
     fn request(onprem: bool, move_at: Option<&str>) -> InitRequest {
         InitRequest {

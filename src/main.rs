@@ -74,7 +74,8 @@ enum Command {
         /// A folder of NAME.crt + NAME.key pairs: adds the HTTPS listener.
         #[arg(long)]
         certs: Option<PathBuf>,
-        /// Where to write the config; an existing file is never overwritten.
+        /// Where to write the config; an existing file is never overwritten (but for the Debian
+        /// package's untouched /etc/signpost/signpost.yaml).
         #[arg(long, default_value = "signpost.yaml")]
         output: PathBuf,
     },
