@@ -122,12 +122,15 @@ impl Admin {
                 .with_label_values(&[&row.tenant, &row.kind, &row.client.id])
                 .set(row.last_seen as f64);
         }
+        let certs = self.live.certs.as_ref().map(|c| c.load_full());
         reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            self.live
-                .metrics
-                .render(&self.live.tables.load(), jiff::Timestamp::now()),
+            self.live.metrics.render(
+                &self.live.tables.load(),
+                certs.as_deref(),
+                jiff::Timestamp::now(),
+            ),
         )
     }
 

@@ -144,6 +144,20 @@ impl CertStore {
         })
     }
 
+    /// Every name a certificate here serves (`*.example.com` for a wildcard) and when that
+    /// certificate expires, in Unix seconds; sorted by name.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let exact = self
+            .exact
+            .iter()
+            .map(|(name, pair)| (name.clone(), pair.not_after));
+        let wildcard =
+            (self.wildcard.iter()).map(|(suffix, pair)| (format!("*.{suffix}"), pair.not_after));
+        let mut all: Vec<(String, i64)> = exact.chain(wildcard).collect();
+        all.sort();
+        all
+    }
+
     /// The certificate for an SNI name: exact, then one-label wildcard, then the default.
     pub fn choose(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
         sni.and_then(|s| self.serving(&s.trim_end_matches('.').to_ascii_lowercase()))

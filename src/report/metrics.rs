@@ -6,6 +6,7 @@
 use super::counts::RequestCounts;
 use super::exposition;
 use crate::table::Table;
+use crate::tls::CertStore;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -200,12 +201,37 @@ impl Metrics {
 
     /// The Prometheus text format: the registry's metrics, then the series kept per tenant
     /// (written straight from their counts and from `table`, phases as of `now`).
-    pub fn render(&self, table: &Table, now: jiff::Timestamp) -> Vec<u8> {
+    pub fn render(
+        &self,
+        table: &Table,
+        certs: Option<&CertStore>,
+        now: jiff::Timestamp,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         self.requests.write_text(&mut out);
         write_tenant_gauges(table, now, &mut out);
+        if let Some(certs) = certs {
+            write_certificate_expiries(certs, &mut out);
+        }
         out
+    }
+}
+
+/// When each served name's certificate expires, from the running store at each scrape: a
+/// reload that replaces a certificate replaces its series. `source` is `operator` for the
+/// certificates of `tls.certs`.
+fn write_certificate_expiries(certs: &CertStore, out: &mut Vec<u8>) {
+    const EXPIRY: &str = "signpost_certificate_expiry_timestamp_seconds";
+    exposition::family(
+        out,
+        EXPIRY,
+        "When the certificate served for a host expires (Unix seconds), by where it comes from.",
+        "gauge",
+    );
+    for (host, not_after) in certs.expiries() {
+        let labels = [("host", host.as_str()), ("source", "operator")];
+        exposition::sample(out, EXPIRY, &labels, not_after);
     }
 }
 

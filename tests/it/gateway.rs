@@ -326,6 +326,37 @@ async fn redirect_carries_deprecation_signals() {
     );
 }
 
+/// Every name the certificates in `tls.certs` serve, with its certificate's `notAfter` as
+/// openssl reads it, so that an alert can fire before clients start refusing it.
+#[tokio::test]
+async fn certificate_expiries_are_exported_for_every_name_served() {
+    let gw = Gateway::start_example(None);
+    let (_, metrics) = gw.admin("/metrics");
+    for (file, names) in [
+        ("exempel-com.crt", &["hrm.exempel.com", "exempel.com"][..]),
+        (
+            "flexhosting-se.crt",
+            &["*.flexhosting.se", "flexhosting.se"][..],
+        ),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+            .arg(crate::common::repo().join("certs").join(file))
+            .output()
+            .expect("openssl (scripts/install-deps clients)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let at = text.trim().strip_prefix("notAfter=").unwrap();
+        let not_after: jiff::Timestamp = at.replace(' ', "T").parse().unwrap();
+        for name in names {
+            let line = format!(
+                "signpost_certificate_expiry_timestamp_seconds{{host=\"{name}\",source=\"operator\"}} {}\n",
+                not_after.as_second()
+            );
+            assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn keep_alive_holds_across_100_redirects_on_one_connection() {
     let gw = Gateway::start_example(None);
