@@ -401,9 +401,9 @@ fn is_change(event: &notify::Result<notify::Event>, ignore: &OwnFiles) -> bool {
     }
 }
 
-/// Returns the memory a config load just freed (its parse tree, a replaced table) to the OS
-/// now, instead of whenever the allocator next gets around to it: a 100 000-tenant load leaves
-/// a few hundred MB of garbage behind.
+/// Returns the memory a config load or a scrape just freed (a parse tree, a replaced table, a
+/// scrape's copies) to the OS now, instead of whenever the allocator next gets around to it:
+/// a 100 000-tenant load leaves a few hundred MB of garbage behind.
 pub fn release_freed_memory() {
     // SAFETY: mi_collect only walks mimalloc's own heaps; it takes no pointers from us.
     unsafe { libmimalloc_sys::mi_collect(true) }

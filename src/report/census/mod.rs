@@ -331,12 +331,12 @@ impl Census {
         }
     }
 
-    /// The clients seen most, for the last-seen gauge.
+    /// The clients seen most, for the last-seen gauge (at every scrape).
     pub fn top_clients(&self) -> Vec<ClientRow> {
-        let mut rows = self.report().clients;
-        rows.sort_by(|a, b| b.count.cmp(&a.count).then(b.last_seen.cmp(&a.last_seen)));
-        rows.truncate(self.settings.metric_clients);
-        rows
+        self.data
+            .lock()
+            .map(|d| d.busiest(self.settings.metric_clients))
+            .unwrap_or_default()
     }
 
     /// Erases every row of one client (`DELETE /stragglers/ID`) here and in the store, and
