@@ -458,7 +458,8 @@ mod marks {
     pub const TENANT_AGENT: &str = "zq7tagent17x";
 }
 
-/// Every label value in `/metrics` is a config name or from a fixed set.
+/// Every label value in `/metrics` is a config name (a certificate's names included) or from a
+/// fixed set.
 fn assert_labels_come_from_the_config(metrics: &str) {
     let tenants = ["acme", "exempel", "_unknown"];
     let kinds = [
@@ -472,6 +473,13 @@ fn assert_labels_come_from_the_config(metrics: &str) {
         "_none",
     ];
     let actions = ["redirect", "forward", "gone", "reject"];
+    // The names the certificates in `tls.certs` (the repo's certs/) serve.
+    let certificate_hosts = [
+        "hrm.exempel.com",
+        "exempel.com",
+        "*.flexhosting.se",
+        "flexhosting.se",
+    ];
     for line in metrics
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('{'))
@@ -490,6 +498,8 @@ fn assert_labels_come_from_the_config(metrics: &str) {
                 "reason" => value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "version" => value == env!("CARGO_PKG_VERSION"),
                 "client" => value.bytes().all(|b| b.is_ascii_hexdigit()),
+                "host" => certificate_hosts.contains(&value),
+                "source" => value == "operator",
                 _ => false,
             };
             assert!(
