@@ -271,16 +271,18 @@ fn json(out: &mut Vec<u8>, l: &Line<'_>) {
     millis(out, l.duration);
     field(out, b",\"tenant\":", l.tenant);
     field(out, b",\"kind\":", l.kind);
-    for (name, value) in [
-        (&b",\"rule\":"[..], l.rule),
-        (b",\"action\":", l.action),
-        (b",\"client_id\":", l.client_id),
+    if !l.rule.is_empty() {
+        field(out, b",\"rule\":", l.rule);
+    }
+    field(out, b",\"action\":", l.action);
+    for (key, value) in [
+        (&b",\"client_id\":"[..], l.client_id),
         (b",\"user_agent\":", l.user_agent),
         (b",\"referer\":", l.referer),
         (b",\"error\":", l.error),
     ] {
-        if !value.is_empty() || name == b",\"action\":" {
-            field(out, name, value);
+        if !value.is_empty() {
+            field(out, key, value);
         }
     }
     out.extend_from_slice(b"}\n");
