@@ -42,6 +42,9 @@ impl Outcome {
             }
             Decision::Gone { page } => Outcome::Answer(Answer::gone(page.clone())),
             Decision::Reject { status, why } => Outcome::Answer(Answer::reject(status, why)),
+            Decision::Challenge { key_authorization } => {
+                Outcome::Answer(Answer::challenge(key_authorization))
+            }
             Decision::Forward { upstream, path } => Outcome::Forward(ForwardPlan {
                 signals: signals.and_then(|s| signal(&format!("{}{path}", upstream.origin), s)),
                 upstream: upstream.clone(),

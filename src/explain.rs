@@ -87,6 +87,11 @@ impl From<Routed<'_, '_>> for Explanation {
                 e.action = "gone";
                 e.status = Some(410);
             }
+            // `explain` runs without the server's orders in progress: never reached.
+            Decision::Challenge { .. } => {
+                e.action = crate::route::CHALLENGE_ACTION;
+                e.status = Some(200);
+            }
         }
         e
     }

@@ -25,6 +25,9 @@ pub struct InitRequest {
     pub move_at: Option<String>,
     /// A folder of `NAME.crt` + `NAME.key` pairs: adds the HTTPS listener.
     pub certs: Option<PathBuf>,
+    /// The contact for an ACME account: adds the HTTPS listener with certificates by ACME
+    /// (Let's Encrypt), for the host no `certs` covers.
+    pub acme: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +65,24 @@ pub fn render(req: &InitRequest) -> String {
          listen:\n  http: 0.0.0.0:80\n",
         host = req.host
     );
-    match &req.certs {
-        Some(dir) => out.push_str(&format!(
-            "  https: 0.0.0.0:443\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\ntls:\n  certs: {}\n",
-            dir.display()
-        )),
-        None => out.push_str(
-            "  # https: 0.0.0.0:443          # add with a `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
-        ),
+    if req.certs.is_some() || req.acme.is_some() {
+        out.push_str(
+            "  https: 0.0.0.0:443\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
+        );
+    } else {
+        out.push_str(
+            "  # https: 0.0.0.0:443          # add with `acme: { email: … }`, or `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
+        );
+    }
+    if let Some(dir) = &req.certs {
+        out.push_str(&format!("tls:\n  certs: {}\n", dir.display()));
+    }
+    if let Some(email) = &req.acme {
+        out.push_str(&format!(
+            "# Certificates for the hosts below from Let's Encrypt, proved on port 80 (HTTP-01) and\n\
+             # renewed by themselves; kept in the state directory's acme/ folder.\n\
+             acme:\n  email: {email}\n"
+        ));
     }
     out.push_str(section("vars"));
     out.push_str(section("upstreams"));
@@ -151,6 +164,7 @@ mod tests {
             onprem: onprem.then(|| "https://old-server.internal".into()),
             move_at: move_at.map(Into::into),
             certs: None,
+            acme: None,
         }
     }
 

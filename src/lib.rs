@@ -9,6 +9,7 @@
 //! Configs are loaded and compiled by [`config`] and swapped in whole by [`reload`];
 //! `explain` and `test` ([`explain`]) share [`route`] with the server, so they say what it does.
 
+pub mod acme;
 pub mod action;
 pub mod admin;
 pub mod config;

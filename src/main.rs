@@ -74,6 +74,10 @@ enum Command {
         /// A folder of NAME.crt + NAME.key pairs: adds the HTTPS listener.
         #[arg(long)]
         certs: Option<PathBuf>,
+        /// Your e-mail address for Let's Encrypt: adds the HTTPS listener, its certificate
+        /// obtained and renewed by ACME (port 80 must reach this server).
+        #[arg(long, value_name = "EMAIL")]
+        acme: Option<String>,
         /// Where to write the config; an existing file is never overwritten (but for the Debian
         /// package's untouched /etc/signpost/signpost.yaml).
         #[arg(long, default_value = "signpost.yaml")]
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
             onprem,
             move_at,
             certs,
+            acme,
             output,
         }) => {
             let req = signpost::init::InitRequest {
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
                 onprem: onprem.clone(),
                 move_at: move_at.clone(),
                 certs: certs.clone(),
+                acme: acme.clone(),
             };
             return match signpost::init::write(&req, output) {
                 Ok(_) => {
@@ -185,6 +191,18 @@ fn main() -> ExitCode {
                     c.table.rule_count(),
                     c.files.len()
                 );
+                if let Some(acme) = &c.settings.acme {
+                    let (order, uncovered) = signpost::acme::coverage(&c.table, c.certs.as_ref());
+                    println!(
+                        "acme: certificates from {} for {} host(s) that no tls.certs certificate covers: {}",
+                        acme.directory,
+                        order.len(),
+                        order.join(", ")
+                    );
+                    for host in uncovered {
+                        println!("acme: warning: {host} is a wildcard host: it needs a certificate in tls.certs (HTTP-01 cannot prove a wildcard)");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

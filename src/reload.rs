@@ -29,7 +29,7 @@ use crate::config::{self, AccessTarget, Config, Settings};
 use crate::report::census::now;
 use crate::report::metrics::Metrics;
 use crate::table::{Table, Tables};
-use crate::tls::CertStore;
+use crate::tls::{CertStore, Certificates};
 
 /// How long the watcher waits for a burst of file events to settle.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -51,7 +51,7 @@ pub struct ConfigInfo {
 /// The running config and everything that swaps with it.
 pub struct Live {
     pub tables: Tables,
-    pub certs: Option<Arc<ArcSwap<CertStore>>>,
+    pub certs: Option<Arc<Certificates>>,
     pub info: ArcSwap<ConfigInfo>,
     pub metrics: Arc<Metrics>,
     /// Set once the proxy's listeners accept connections.
@@ -87,7 +87,7 @@ impl Live {
         let fingerprint = fingerprint(&info.watch, &config.files, &ignore);
         let live = Self {
             tables: Arc::new(ArcSwap::from_pointee(config.table)),
-            certs: config.certs.map(|c| Arc::new(ArcSwap::from_pointee(c))),
+            certs: config.certs.map(|c| Arc::new(Certificates::new(c))),
             metrics,
             ready: AtomicBool::new(false),
             signals_armed: AtomicBool::new(false),
@@ -146,7 +146,7 @@ impl Live {
         let path = self.path.clone();
         let prev = previous.clone();
         let ignore = self.ignore.clone();
-        let running_certs = self.certs.as_ref().map(|slot| slot.load_full());
+        let running_certs = self.certs.as_ref().map(|c| c.operator.load_full());
         let running = self.info.load_full();
         let loaded = tokio::task::spawn_blocking(move || {
             let ignore = &ignore;
@@ -201,14 +201,16 @@ impl Live {
         if config.settings.listen != self.started_with.listen
             || config.settings.threads != self.started_with.threads
             || config.settings.grace_period != self.started_with.grace_period
+            || config.settings.acme != self.started_with.acme
         {
-            tracing::warn!("`listen` and `server` changes apply only after a restart (or a graceful upgrade); everything else is live");
+            tracing::warn!("`listen`, `server` and `acme` changes apply only after a restart (or a graceful upgrade); everything else is live");
         }
-        config.table.inherit_verdicts(&previous);
-        let table = Arc::new(config.table);
+        let mut table = config.table;
+        table.inherit(&previous);
+        let table = Arc::new(table);
         drop(self.tables.swap(table.clone()));
-        if let (Some(slot), Some(store)) = (&self.certs, config.certs) {
-            slot.store(Arc::new(store));
+        if let (Some(certs), Some(store)) = (&self.certs, config.certs) {
+            certs.operator.store(Arc::new(store));
         }
         // `/config` and the metrics tell the generation being served from the moment it is.
         self.publish(&info);

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
+use crate::acme::challenge;
 use crate::protocol::host::{self, BadHost};
 use crate::protocol::path::normalize;
 pub use crate::protocol::Scheme;
@@ -71,6 +72,10 @@ pub enum Decision<'t> {
     Gone {
         page: &'t Bytes,
     },
+    /// An ACME HTTP-01 challenge of an order in progress, answered before any rule.
+    Challenge {
+        key_authorization: Bytes,
+    },
 }
 
 /// What a request matched, carried past the snapshot guard for metrics, census and log.
@@ -116,6 +121,7 @@ impl Decision<'_> {
             Decision::Redirect { .. } => "redirect",
             Decision::Forward { .. } => "forward",
             Decision::Gone { .. } => "gone",
+            Decision::Challenge { .. } => CHALLENGE_ACTION,
         }
     }
 }
@@ -126,8 +132,14 @@ pub struct Branch {
     pub why: &'static str,
 }
 
+/// The `action` label of an answered ACME challenge: counted, logged, never in the census.
+pub const CHALLENGE_ACTION: &str = "acme_challenge";
+
 /// Routes one request.
 pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
+    if let Some(answered) = challenge(table, req) {
+        return answered;
+    }
     let reject = |(status, why, tenant)| Routed {
         path: Cow::Borrowed(req.uri.path()),
         tenant,
@@ -184,6 +196,27 @@ pub fn route<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Routed<'t, 'r> {
         phase: phase.map(|(i, _)| i),
         brownout: brownout.is_some(),
     }
+}
+
+/// The answer to an ACME HTTP-01 challenge on the http listener: only a token an order in
+/// progress placed for this host; anything else is routed as usual.
+fn challenge<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Option<Routed<'t, 'r>> {
+    let token = req.uri.path().strip_prefix(challenge::PREFIX)?;
+    if req.scheme != Scheme::Http || !(req.method == Method::GET || req.method == Method::HEAD) {
+        return None;
+    }
+    let host = request_host(req).ok()?;
+    let key_authorization = table.challenges.answer(host.as_str(), token)?;
+    Some(Routed {
+        path: Cow::Borrowed(req.uri.path()),
+        tenant: table.tenant_for(host.as_str()),
+        rule: None,
+        decision: Decision::Challenge { key_authorization },
+        branch: None,
+        captures: Captures::default(),
+        phase: None,
+        brownout: false,
+    })
 }
 
 /// Why a request is rejected before any rule is looked at: status, reason, and the tenant if
@@ -369,6 +402,55 @@ mod tests {
         let page = gone_page("Moved <now>. See https://web.flexhrm.com.");
         let page = std::str::from_utf8(&page).unwrap();
         assert!(page.contains("Moved &lt;now&gt;. See <a href=\"https://web.flexhrm.com\">https://web.flexhrm.com</a>."), "{page}");
+    }
+
+    #[test]
+    fn an_acme_challenge_in_progress_is_answered_on_http_for_its_host_before_any_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.yaml");
+        std::fs::write(
+            &path,
+            "listen: { http: 127.0.0.1:80 }\nprofiles:\n  p:\n    fallback: { redirect: \"https://web.flexhrm.com/\" }\ntenants:\n  - { id: t, hosts: [hrm.exempel.com, other.exempel.com], profile: p }\n",
+        )
+        .unwrap();
+        let table = crate::config::load(&path, None).unwrap().table;
+        let offered = table
+            .challenges
+            .offer("hrm.exempel.com", "tok-1", "tok-1.thumbprint");
+        let ask = |scheme, host: &str, path: &str| {
+            let uri: Uri = path.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert(HOST, host.parse().unwrap());
+            let req = Request {
+                method: &Method::GET,
+                scheme,
+                uri: &uri,
+                headers: &headers,
+                at: None,
+            };
+            match route(&table, &req).decision {
+                Decision::Challenge { key_authorization } => {
+                    String::from_utf8(key_authorization.to_vec()).unwrap()
+                }
+                other => other.action().to_owned(),
+            }
+        };
+        let token = "/.well-known/acme-challenge/tok-1";
+        assert_eq!(
+            ask(Scheme::Http, "hrm.exempel.com", token),
+            "tok-1.thumbprint"
+        );
+        assert_eq!(
+            ask(Scheme::Http, "HRM.exempel.com.", token),
+            "tok-1.thumbprint"
+        );
+        // Another host of the same tenant, HTTPS, another token: the rules answer.
+        assert_eq!(ask(Scheme::Http, "other.exempel.com", token), "redirect");
+        assert_eq!(ask(Scheme::Https, "hrm.exempel.com", token), "redirect");
+        let other = "/.well-known/acme-challenge/tok-2";
+        assert_eq!(ask(Scheme::Http, "hrm.exempel.com", other), "redirect");
+        drop(offered);
+        assert_eq!(ask(Scheme::Http, "hrm.exempel.com", token), "redirect");
     }
 
     #[test]

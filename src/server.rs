@@ -1,13 +1,12 @@
 //! Assembles the pingora server from a loaded config: the listeners ([`listen`]), the front
 //! door on the http and https ones, the admin listener, and the background tasks (reload
-//! watcher, SIGHUP, census, DNS).
+//! watcher, SIGHUP, census, DNS, ACME).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -19,6 +18,7 @@ use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use crate::acme::Acme;
 use crate::admin::Admin;
 use crate::config::{self, Settings};
 use crate::front::{Front, FrontDoor, Tls};
@@ -31,7 +31,7 @@ use crate::report::census::{Census, CensusWorker};
 use crate::report::metrics::Metrics;
 use crate::report::Recorder;
 use crate::resolver::resolve_forever;
-use crate::tls::{CertResolver, CertStore};
+use crate::tls::{CertResolver, Certificates};
 
 /// How long the exit waits for the access log's last lines to be written.
 const ACCESS_LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -59,6 +59,16 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let (bound, handover) = listen::bind(&settings.listen, upgrade)?;
     let live = Live::new(config_path, config, metrics.clone());
+    // Certificates ACME obtained in earlier runs are served from the first handshake.
+    let acme = match (&settings.acme, &live.certs) {
+        (Some(acme), Some(certs)) => Some(Acme::start(
+            acme.clone(),
+            certs.clone(),
+            live.tables.clone(),
+            metrics.clone(),
+        )?),
+        _ => None,
+    };
 
     let mut server = pingora_server(&settings, upgrade);
     let final_census = census.clone();
@@ -114,6 +124,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
 
     let tasks = Background {
         live,
+        acme,
         recorder: recorder.clone(),
         census: final_census.clone(),
         census_worker: Mutex::new(Some(census_worker)),
@@ -169,10 +180,10 @@ fn http2_door(gateway: Gateway, server: &Server, settings: &Settings) -> HttpPro
 
 /// The https listener's TLS: certificates chosen by SNI from `store`, ALPN `h2` and
 /// `http/1.1`.
-fn tls(store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
+fn tls(certs: &Arc<Certificates>) -> pingora::Result<Tls> {
     let mut tls = TlsSettings::intermediate("", "")?;
     tls.set_cert_resolver(Arc::new(CertResolver {
-        store: store.clone(),
+        certs: certs.clone(),
     }));
     tls.enable_h2();
     let acceptor = tls.build();
@@ -188,7 +199,7 @@ fn tls(store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
         .unwrap_or_default();
     Ok(Tls {
         acceptor,
-        certs: store.clone(),
+        certs: certs.clone(),
         suites,
     })
 }
@@ -196,6 +207,7 @@ fn tls(store: &Arc<ArcSwap<CertStore>>) -> pingora::Result<Tls> {
 /// Everything that runs beside the proxy, stopped by pingora's shutdown watch.
 struct Background {
     live: Arc<Live>,
+    acme: Option<Acme>,
     /// For the access log: reopened on `SIGUSR1`.
     recorder: Arc<Recorder>,
     census: Arc<Census>,
@@ -262,6 +274,11 @@ impl BackgroundService for Background {
                 }
             }
         };
+        let acme = async {
+            if let Some(acme) = &self.acme {
+                acme.run(shutdown.clone()).await;
+            }
+        };
         let mut draining = shutdown.clone();
         let drain = async {
             if draining.changed().await.is_ok() {
@@ -269,6 +286,7 @@ impl BackgroundService for Background {
             }
         };
         tokio::join!(
+            acme,
             census,
             gates,
             reopen,

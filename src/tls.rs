@@ -29,9 +29,62 @@ pub struct CertStore {
     exact: HashMap<String, Arc<Pair>>,
     /// `*.example.com` stored as `example.com`: a wildcard covers exactly one label.
     wildcard: HashMap<String, Arc<Pair>>,
-    default: Arc<Pair>,
+    /// `None` only in a store with no pairs (ACME's before its first certificate).
+    default: Option<Arc<Pair>>,
     /// File stem → names it serves, for logs and `/config`.
     pub served: Vec<(String, Vec<String>)>,
+}
+
+/// Every certificate served: the operator's (`tls.certs`, swapped by a reload) and those
+/// obtained by ACME (swapped when one is issued). The operator's win for a name both cover.
+#[derive(Debug)]
+pub struct Certificates {
+    pub operator: ArcSwap<CertStore>,
+    pub acme: ArcSwap<CertStore>,
+}
+
+impl Certificates {
+    pub fn new(operator: CertStore) -> Self {
+        Self {
+            operator: ArcSwap::from_pointee(operator),
+            acme: ArcSwap::from_pointee(CertStore::empty()),
+        }
+    }
+
+    /// The certificate for an SNI name: the operator's, then ACME's, then a default (the
+    /// operator's first). `None` when nothing at all is loaded: the handshake then fails.
+    pub fn choose(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let (operator, acme) = (self.operator.load(), self.acme.load());
+        let name = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+        let named = name
+            .as_deref()
+            .and_then(|n| operator.serving(n).or_else(|| acme.serving(n)));
+        let pair = named
+            .or(operator.default.as_ref())
+            .or(acme.default.as_ref())?;
+        Some(pair.key.clone())
+    }
+
+    /// Whether a certificate names `name` (lower-case, no trailing dot).
+    pub fn covers(&self, name: &str) -> bool {
+        self.operator.load().covers(name) || self.acme.load().covers(name)
+    }
+
+    /// Every name served, where its certificate comes from (`operator` or `acme`) and when it
+    /// expires (Unix seconds); sorted by name. A name both cover is the operator's.
+    pub fn expiries(&self) -> Vec<(String, &'static str, i64)> {
+        let operator = self.operator.load();
+        let mut all: Vec<_> = (operator.expiries().into_iter())
+            .map(|(name, at)| (name, "operator", at))
+            .collect();
+        let acme = self.acme.load().expiries().into_iter();
+        all.extend(
+            acme.filter(|(name, _)| !operator.covers(name))
+                .map(|(name, at)| (name, "acme", at)),
+        );
+        all.sort();
+        all
+    }
 }
 
 /// One loaded `NAME.crt` + `NAME.key`.
@@ -86,43 +139,17 @@ impl fmt::Debug for CertStore {
 impl CertStore {
     /// Loads every `*.crt` + `*.key` pair of `dir`; errors name the file and what is wrong.
     pub fn load(dir: &Path) -> Result<Self, Vec<String>> {
+        let crts = files_ending(dir, "crt")
+            .map_err(|e| vec![format!("cannot read folder {}: {e}", dir.display())])?;
+        let mut store = Self::empty();
         let mut errors = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => return Err(vec![format!("cannot read folder {}: {e}", dir.display())]),
-        };
-        let mut crts: Vec<_> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-            .collect();
-        crts.sort();
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        let mut served = Vec::new();
-        let mut default = None;
         for crt in &crts {
-            let stem = crt
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
             match load_pair(crt, &crt.with_extension("key")) {
                 Ok((pair, names)) => {
                     if let Some(why) = pair.invalidity(unix_now()) {
                         tracing::warn!(file = %crt.display(), "{why}; clients will refuse it");
                     }
-                    let pair = Arc::new(pair);
-                    for name in &names {
-                        match name.strip_prefix("*.") {
-                            Some(suffix) => wildcard.entry(suffix.to_owned()),
-                            None => exact.entry(name.clone()),
-                        }
-                        .or_insert_with(|| pair.clone());
-                    }
-                    if default.is_none() || stem == "default" {
-                        default = Some(pair);
-                    }
-                    served.push((stem, names));
+                    store.add(pair, names);
                 }
                 Err(e) => errors.push(e),
             }
@@ -130,18 +157,68 @@ impl CertStore {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let default = default.ok_or_else(|| {
-            vec![format!(
+        if store.default.is_none() {
+            return Err(vec![format!(
                 "no certificate pairs (NAME.crt + NAME.key) in {}",
                 dir.display()
-            )]
-        })?;
-        Ok(Self {
-            exact,
-            wildcard,
-            default,
-            served,
-        })
+            )]);
+        }
+        Ok(store)
+    }
+
+    /// A store that serves nothing.
+    pub fn empty() -> Self {
+        Self {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: None,
+            served: Vec::new(),
+        }
+    }
+
+    /// A store of `NAME.pem` files, each a certificate chain and its key (written whole by
+    /// one rename, so a pair is never half replaced). A file that does not load is skipped
+    /// with its reason: what can be loaded is served, and the rest is ordered again.
+    pub fn load_bundles(dir: &Path) -> (Self, Vec<String>) {
+        let mut store = Self::empty();
+        let mut skipped = Vec::new();
+        for pem in files_ending(dir, "pem").unwrap_or_default() {
+            match load_pair(&pem, &pem) {
+                Ok((pair, names)) => store.add(pair, names),
+                Err(e) => skipped.push(e),
+            }
+        }
+        (store, skipped)
+    }
+
+    /// Serves `pair` for `names` where no earlier pair does; the first pair (or one named
+    /// `default`) is the default, as nginx's first `server` block is.
+    fn add(&mut self, pair: Pair, names: Vec<String>) {
+        let stem =
+            (pair.crt.file_stem()).map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let pair = Arc::new(pair);
+        for name in &names {
+            match name.strip_prefix("*.") {
+                Some(suffix) => self.wildcard.entry(suffix.to_owned()),
+                None => self.exact.entry(name.clone()),
+            }
+            .or_insert_with(|| pair.clone());
+        }
+        if self.default.is_none() || stem == "default" {
+            self.default = Some(pair);
+        }
+        self.served.push((stem, names));
+    }
+
+    /// When the certificate serving `name` (not the default) expires, and when it became
+    /// valid, in Unix seconds.
+    pub fn validity(&self, name: &str) -> Option<(i64, i64)> {
+        self.serving(name).map(|p| (p.not_before, p.not_after))
+    }
+
+    /// The leaf certificate serving `name`, DER-encoded.
+    pub fn leaf(&self, name: &str) -> Option<CertificateDer<'static>> {
+        self.serving(name).and_then(|p| p.key.cert.first().cloned())
     }
 
     /// Every name a certificate here serves (`*.example.com` for a wildcard) and when that
@@ -156,14 +233,6 @@ impl CertStore {
         let mut all: Vec<(String, i64)> = exact.chain(wildcard).collect();
         all.sort();
         all
-    }
-
-    /// The certificate for an SNI name: exact, then one-label wildcard, then the default.
-    pub fn choose(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
-        sni.and_then(|s| self.serving(&s.trim_end_matches('.').to_ascii_lowercase()))
-            .unwrap_or(&self.default)
-            .key
-            .clone()
     }
 
     /// Whether a certificate names `name` (lower-case, no trailing dot), rather than the
@@ -235,6 +304,17 @@ impl CertStore {
                 .and_then(|(_, parent)| self.wildcard.get(parent))
         })
     }
+}
+
+/// The files of `dir` whose names end in `.EXTENSION`, sorted.
+fn files_ending(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn load_pair(crt: &Path, key: &Path) -> Result<(Pair, Vec<String>), String> {
@@ -312,15 +392,15 @@ fn names_of(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String>
     Ok((names, not_before, not_after))
 }
 
-/// The rustls hook: reads the current store on every handshake.
+/// The rustls hook: reads the current stores on every handshake.
 #[derive(Debug)]
 pub struct CertResolver {
-    pub store: Arc<ArcSwap<CertStore>>,
+    pub certs: Arc<Certificates>,
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.store.load().choose(hello.server_name()))
+        self.certs.choose(hello.server_name())
     }
 }
 
@@ -475,6 +555,44 @@ mod tests {
         )
         .unwrap();
         assert!(running.refused_replacements(&more, NOW).is_empty());
+    }
+
+    #[test]
+    fn the_operator_certificate_wins_acme_serves_the_rest_and_nothing_loaded_serves_nothing() {
+        let certs = Certificates::new(CertStore::empty());
+        assert!(certs.choose(Some("hrm.exempel.com")).is_none());
+        let operator = pair(&["hrm.exempel.com"], 2020, 2040);
+        let certs =
+            Certificates::new(CertStore::load(folder(&[("op", &operator)]).path()).unwrap());
+        let acme_dir = tempfile::tempdir().unwrap();
+        for (host, until) in [("hrm.exempel.com", 2039), ("timeclock.exempel.com", 2038)] {
+            let (crt, key) = pair(&[host], 2020, until);
+            std::fs::write(acme_dir.path().join(format!("{host}.pem")), crt + &key).unwrap();
+        }
+        std::fs::write(acme_dir.path().join("broken.pem"), "not a certificate").unwrap();
+        let (acme, skipped) = CertStore::load_bundles(acme_dir.path());
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        certs.acme.store(Arc::new(acme));
+        let served = |sni| {
+            let key = certs.choose(Some(sni)).unwrap();
+            names_of(&key.cert[0]).unwrap().0
+        };
+        assert_eq!(served("hrm.exempel.com"), ["hrm.exempel.com"]);
+        assert_eq!(served("TIMECLOCK.exempel.com."), ["timeclock.exempel.com"]);
+        let not_after = |year| {
+            jiff::civil::date(year, 1, 1)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .unwrap()
+                .timestamp()
+                .as_second()
+        };
+        assert_eq!(
+            certs.expiries(),
+            [
+                ("hrm.exempel.com".to_owned(), "operator", not_after(2040)),
+                ("timeclock.exempel.com".to_owned(), "acme", not_after(2038)),
+            ]
+        );
     }
 
     fn expired_for(name: &str) -> (String, String) {

@@ -13,8 +13,8 @@ use http::{HeaderValue, Method, StatusCode};
 
 use super::error::{ConfigError, ConfigErrors, Problem};
 use super::file::{
-    FileConfig, FileFallback, FileForward, FileGone, FileInclude, FileProfile, FileRedirect,
-    FileRule, FileTenant,
+    FileAcme, FileConfig, FileFallback, FileForward, FileGone, FileInclude, FileListen,
+    FileProfile, FileRedirect, FileRule, FileTenant,
 };
 use super::locate::{line_of, YamlPath};
 use super::Source;
@@ -92,8 +92,11 @@ impl Builder<'_> {
         if main.listen.http.is_none() && main.listen.https.is_none() {
             self.problem(0, root.key("listen"), Problem::NoListener);
         }
-        if main.listen.https.is_some() && main.tls.is_none() {
+        if main.listen.https.is_some() && main.tls.is_none() && main.acme.is_none() {
             self.problem(0, root.key("listen").key("https"), Problem::HttpsWithoutTls);
+        }
+        if let Some(acme) = &main.acme {
+            self.acme(acme, &main.listen, base);
         }
         let certs =
             main.tls
@@ -107,6 +110,9 @@ impl Builder<'_> {
                         None
                     }
                 });
+        // With `acme:` alone, the operator's store is empty: ACME's certificates sit beside it.
+        let certs =
+            certs.or_else(|| (main.tls.is_none() && main.acme.is_some()).then(CertStore::empty));
         if let Some(store) = &main.census.store {
             if let Err(e) = super::StoreSettings::from_file(store, base, Duration::ZERO) {
                 let field = match e {
@@ -126,6 +132,36 @@ impl Builder<'_> {
             self.upstream(name, up, base, previous);
         }
         certs
+    }
+
+    /// `acme:`: a contact, an https directory, readable trust roots, the http listener its
+    /// challenges are answered on, and a state directory to keep the certificates in.
+    fn acme(&mut self, acme: &FileAcme, listen: &FileListen, base: &Path) {
+        let at = YamlPath::root().key("acme");
+        if listen.http.is_none() {
+            let why = "needs `listen.http`: the CA checks that Signpost holds each name by an HTTP-01 challenge on port 80".to_owned();
+            self.problem(0, YamlPath::root().key("listen"), Problem::Acme(why));
+        }
+        let email = acme.email.trim();
+        if email.is_empty() || email.contains(char::is_whitespace) || !email.contains('@') {
+            let why = format!("`email: {email}` is not an e-mail address; the CA writes there about expiring certificates");
+            self.problem(0, at.key("email"), Problem::Acme(why));
+        }
+        if let Some(directory) = &acme.directory {
+            if !directory.starts_with("https://") || directory.parse::<http::Uri>().is_err() {
+                let why = format!("`directory: {directory}` is not an https:// URL");
+                self.problem(0, at.key("directory"), Problem::Acme(why));
+            }
+        }
+        if let Some(ca) = &acme.ca {
+            if let Err(e) = super::trust_roots(&base.join(ca)) {
+                self.problem(0, at.key("ca"), Problem::Acme(format!("ca: {e}")));
+            }
+        }
+        if super::state_dir().is_none() {
+            let why = "no state directory to keep the account and certificates in: set STATE_DIRECTORY (systemd's StateDirectory=), XDG_STATE_HOME or HOME".to_owned();
+            self.problem(0, at, Problem::Acme(why));
+        }
     }
 
     /// Every profile of the main file and the included ones (names are global), compiled.
@@ -1122,11 +1158,28 @@ upstreams: { api: { url: https://api.example } }
     fn https_needs_tls_and_a_listener_is_required() {
         assert_eq!(
             one("listen: { https: 127.0.0.1:8443 }\n"),
-            vec!["main.yaml:1: `listen.https` needs a `tls:` section with `certs`"]
+            vec!["main.yaml:1: `listen.https` needs certificates: a `tls:` section with `certs`, or `acme:`"]
         );
         assert_eq!(
             one("vars: {}\n"),
             vec!["main.yaml:1: `listen` needs `http` or `https` (or both)"]
+        );
+    }
+
+    #[test]
+    fn acme_needs_a_contact_an_https_directory_readable_roots_and_the_http_listener() {
+        assert_eq!(
+            one("listen: { https: 127.0.0.1:8443 }\nacme:\n  email: ops at exempel.com\n  directory: http://ca.example/dir\n  ca: missing.pem\n"),
+            vec![
+                "main.yaml:1: acme: needs `listen.http`: the CA checks that Signpost holds each name by an HTTP-01 challenge on port 80",
+                "main.yaml:3: acme: `email: ops at exempel.com` is not an e-mail address; the CA writes there about expiring certificates",
+                "main.yaml:4: acme: `directory: http://ca.example/dir` is not an https:// URL",
+                "main.yaml:5: acme: ca: missing.pem: No such file or directory (os error 2)",
+            ]
+        );
+        assert_eq!(
+            one("listen: { http: 127.0.0.1:8080, https: 127.0.0.1:8443 }\nacme: { email: ops@exempel.com }\n"),
+            Vec::<String>::new()
         );
     }
 

@@ -18,8 +18,10 @@ pub enum Problem {
     Include { pattern: String, reason: String },
     #[error("`listen` needs `http` or `https` (or both)")]
     NoListener,
-    #[error("`listen.https` needs a `tls:` section with `certs`")]
+    #[error("`listen.https` needs certificates: a `tls:` section with `certs`, or `acme:`")]
     HttpsWithoutTls,
+    #[error("acme: {0}")]
+    Acme(String),
     #[error("tls: {0}")]
     Tls(String),
     #[error("census.store: {0}")]

@@ -22,6 +22,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub server: FileServer,
     pub tls: Option<FileTls>,
+    pub acme: Option<FileAcme>,
     #[serde(default)]
     pub admin: FileAdmin,
     #[serde(default)]
@@ -95,6 +96,18 @@ pub struct FileServer {
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
     pub certs: String,
+}
+
+/// `acme:`: certificates for the table's hosts from an ACME CA (Let's Encrypt by default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAcme {
+    /// The account's contact: the CA writes here about expiring certificates and policy.
+    pub email: String,
+    /// The CA's directory URL.
+    pub directory: Option<String>,
+    /// Trust roots (PEM) for the directory's own certificate: a private or test CA.
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -62,6 +62,21 @@ pub struct Settings {
     pub admin_token_file: Option<PathBuf>,
     pub census: CensusSettings,
     pub access_log: AccessLogSettings,
+    pub acme: Option<AcmeSettings>,
+}
+
+/// The CA asked when `acme.directory` is not set: Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `acme:` with its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub email: String,
+    pub directory: String,
+    /// Trust roots for the directory's certificate (a private CA), else the system's.
+    pub ca: Option<PathBuf>,
+    /// `acme/` in the state directory: the account key and the certificates.
+    pub dir: PathBuf,
 }
 
 /// Where the access log goes (`log.access`) and its format (`log.format`).
@@ -204,7 +219,7 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
             state_file: match c.state_file.as_deref() {
                 Some("off") => None,
                 Some(file) => Some(base.join(file)),
-                None => default_state_file(),
+                None => state_dir().map(|dir| dir.join("census.json")),
             },
             state_file_chosen: c.state_file.as_deref().is_some_and(|f| f != "off"),
             retention: c.retention.unwrap_or(DEFAULT_RETENTION),
@@ -251,20 +266,32 @@ fn settings(main: &FileConfig, base: &Path) -> Settings {
             },
             format: main.log.format.unwrap_or_default(),
         },
+        // Checked by `build`: without a state directory there are problems, and no settings.
+        acme: main.acme.as_ref().and_then(|a| {
+            Some(AcmeSettings {
+                email: a.email.clone(),
+                directory: a
+                    .directory
+                    .clone()
+                    .unwrap_or_else(|| LETS_ENCRYPT.to_owned()),
+                ca: a.ca.as_ref().map(|ca| base.join(ca)),
+                dir: state_dir()?.join("acme"),
+            })
+        }),
     }
 }
 
-/// Where the census is kept when the config does not say: the service's state directory under
-/// systemd (`StateDirectory=`), else the XDG state directory, else `~/.local/state`. `None`
+/// Where Signpost keeps what it learns (the census when the config does not say where, ACME's
+/// account and certificates): the service's state directory under systemd
+/// (`StateDirectory=`), else the XDG state directory, else `~/.local/state/signpost`. `None`
 /// when none of them is known (then the census lives in memory only).
-fn default_state_file() -> Option<PathBuf> {
+pub fn state_dir() -> Option<PathBuf> {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    let dir = var("STATE_DIRECTORY")
+    var("STATE_DIRECTORY")
         // systemd passes one folder per `StateDirectory=` entry, separated by colons.
         .and_then(|v| std::env::split_paths(&v).next())
         .or_else(|| var("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("signpost")))
-        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state/signpost")))?;
-    Some(dir.join("census.json"))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state/signpost")))
 }
 
 fn read(path: &Path) -> Result<String, ConfigErrors> {

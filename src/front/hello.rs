@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::table::Table;
-use crate::tls::CertStore;
+use crate::tls::Certificates;
 
 /// TLS record header: type, version, length.
 const RECORD_HEADER: usize = 5;
@@ -153,7 +153,7 @@ impl Failure {
 pub fn diagnose(
     hello: Option<&Hello>,
     table: &Table,
-    certs: &CertStore,
+    certs: &Certificates,
     suites: &[u16],
 ) -> (String, Failure) {
     let Some(hello) = hello else {

@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
@@ -42,7 +41,7 @@ use crate::protocol::hygiene::Deadlines;
 use crate::proxy::Gateway;
 use crate::report::Recorder;
 use crate::table::Tables;
-use crate::tls::CertStore;
+use crate::tls::Certificates;
 use crate::upstream::pool::Conn;
 use crate::upstream::Upstream;
 pub use accept::FrontDoor;
@@ -68,7 +67,7 @@ pub struct Front {
 pub struct Tls {
     pub acceptor: Acceptor,
     /// The certificates the acceptor chooses from: whether one covers a name.
-    pub certs: Arc<ArcSwap<CertStore>>,
+    pub certs: Arc<Certificates>,
     /// The cipher suites the acceptor speaks (their IANA numbers).
     pub suites: Vec<u16>,
 }
@@ -116,12 +115,8 @@ impl Front {
             return None;
         }
         let hello = hello::Hello::parse(&first);
-        let (tenant, why) = hello::diagnose(
-            hello.as_ref(),
-            &self.tables.load(),
-            &tls.certs.load(),
-            &tls.suites,
-        );
+        let (tenant, why) =
+            hello::diagnose(hello.as_ref(), &self.tables.load(), &tls.certs, &tls.suites);
         tracing::debug!(error, tenant, reason = why.label(), "TLS handshake failed");
         let offered = hello.as_ref().map(|h| (h.sni.as_deref(), h.version_name()));
         self.recorder

@@ -35,6 +35,8 @@ enum Body {
     Empty,
     Html(Bytes),
     Text(String),
+    /// An ACME challenge's key authorization.
+    Octets(Bytes),
 }
 
 impl Answer {
@@ -56,6 +58,14 @@ impl Answer {
         Self {
             body: Body::Html(page),
             ..Self::empty(StatusCode::GONE)
+        }
+    }
+
+    /// `200` with an ACME HTTP-01 challenge's key authorization (RFC 8555 §8.3).
+    pub fn challenge(key_authorization: Bytes) -> Self {
+        Self {
+            body: Body::Octets(key_authorization),
+            ..Self::empty(StatusCode::OK)
         }
     }
 
@@ -115,6 +125,7 @@ impl Answer {
             Body::Empty => None,
             Body::Html(page) => Some(("text/html; charset=utf-8", page)),
             Body::Text(text) => Some(("text/plain; charset=utf-8", text.as_bytes())),
+            Body::Octets(bytes) => Some(("application/octet-stream", bytes)),
         }
     }
 
@@ -175,7 +186,7 @@ impl Answer {
     pub fn body(&self) -> Option<Bytes> {
         match &self.body {
             Body::Empty => None,
-            Body::Html(page) => Some(page.clone()),
+            Body::Html(page) | Body::Octets(page) => Some(page.clone()),
             Body::Text(text) => Some(Bytes::copy_from_slice(text.as_bytes())),
         }
     }

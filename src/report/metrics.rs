@@ -6,7 +6,7 @@
 use super::counts::RequestCounts;
 use super::exposition;
 use crate::table::Table;
-use crate::tls::CertStore;
+use crate::tls::Certificates;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -21,6 +21,9 @@ pub struct Metrics {
     /// Failed TLS handshakes by tenant (from the SNI) and reason: clients that never got
     /// to send a request.
     pub tls_handshake_failures: IntCounterVec,
+    /// ACME orders by result (`issued`, `failed`), and failures by reason.
+    pub acme_orders: IntCounterVec,
+    pub acme_failures: IntCounterVec,
     pub client_last_seen: GaugeVec,
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -69,6 +72,22 @@ impl Metrics {
                 "TLS handshakes that failed after a ClientHello, by tenant (from the SNI; _unknown, _none) and reason.",
             ),
             &["tenant", "reason"],
+        )
+        .expect("valid metric");
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                "signpost_acme_orders_total",
+                "Certificate orders placed with the ACME CA, by result (issued, failed).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let acme_failures = IntCounterVec::new(
+            Opts::new(
+                "signpost_acme_failures_total",
+                "ACME failures by reason (unreachable, account, order, challenge, finalize, rate_limited, timeout, storage).",
+            ),
+            &["reason"],
         )
         .expect("valid metric");
         let client_last_seen = GaugeVec::new(
@@ -157,6 +176,8 @@ impl Metrics {
             Box::new(duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_errors.clone()),
             Box::new(tls_handshake_failures.clone()),
+            Box::new(acme_orders.clone()),
+            Box::new(acme_failures.clone()),
             Box::new(client_last_seen.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
@@ -183,6 +204,8 @@ impl Metrics {
             duration,
             upstream_errors,
             tls_handshake_failures,
+            acme_orders,
+            acme_failures,
             client_last_seen,
             config_generation,
             config_reloads,
@@ -204,7 +227,7 @@ impl Metrics {
     pub fn render(
         &self,
         table: &Table,
-        certs: Option<&CertStore>,
+        certs: Option<&Certificates>,
         now: jiff::Timestamp,
     ) -> Vec<u8> {
         let mut out = Vec::new();
@@ -220,8 +243,8 @@ impl Metrics {
 
 /// When each served name's certificate expires, from the running store at each scrape: a
 /// reload that replaces a certificate replaces its series. `source` is `operator` for the
-/// certificates of `tls.certs`.
-fn write_certificate_expiries(certs: &CertStore, out: &mut Vec<u8>) {
+/// certificates of `tls.certs`, `acme` for those Signpost obtained itself.
+fn write_certificate_expiries(certs: &Certificates, out: &mut Vec<u8>) {
     const EXPIRY: &str = "signpost_certificate_expiry_timestamp_seconds";
     exposition::family(
         out,
@@ -229,8 +252,8 @@ fn write_certificate_expiries(certs: &CertStore, out: &mut Vec<u8>) {
         "When the certificate served for a host expires (Unix seconds), by where it comes from.",
         "gauge",
     );
-    for (host, not_after) in certs.expiries() {
-        let labels = [("host", host.as_str()), ("source", "operator")];
+    for (host, source, not_after) in certs.expiries() {
+        let labels = [("host", host.as_str()), ("source", source)];
         exposition::sample(out, EXPIRY, &labels, not_after);
     }
 }

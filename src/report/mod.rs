@@ -111,8 +111,11 @@ impl Recorder {
         let caller = (self.census.enabled() && f.labels.is_some())
             .then(|| self.census.caller(f.headers, f.peer));
         if let (Some(l), Some(caller)) = (f.labels, caller) {
-            self.census
-                .record(&l.tenant, &l.kind, caller, path, f.status);
+            // The CA checking a challenge is not a legacy client.
+            if l.action != crate::route::CHALLENGE_ACTION {
+                self.census
+                    .record(&l.tenant, &l.kind, caller, path, f.status);
+            }
         }
         if !self.access.enabled() {
             return;

@@ -68,6 +68,11 @@ impl HostIndex {
         self.names.len()
     }
 
+    /// Every name as stored ([`index_key`]).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(|k| k.as_str())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
+use crate::acme::challenge::Challenges;
 use crate::upstream::Upstream;
 use host::HostIndex;
 use pattern::{Captures, Matcher};
@@ -34,6 +35,9 @@ pub struct Table {
     /// The tenants with a census-gated phase, found once: the gates are judged every
     /// second, and a walk over 100 000 tenants to find the few was a cache miss for each.
     gated: Box<[u32]>,
+    /// ACME's HTTP-01 tokens in progress: one set for the process, handed from each table to
+    /// the next ([`Table::inherit`]).
+    pub challenges: Arc<Challenges>,
 }
 
 impl Table {
@@ -53,7 +57,23 @@ impl Table {
             tenants: tenants.into_boxed_slice(),
             upstreams,
             gated,
+            challenges: Arc::default(),
         }
+    }
+
+    /// The host names of the table that are names (not wildcards, not IP addresses): those a
+    /// certificate can be ordered for by HTTP-01.
+    pub fn exact_hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts
+            .names()
+            .filter(|n| !n.starts_with('.') && n.parse::<std::net::IpAddr>().is_err())
+    }
+
+    /// The wildcard hosts of the table, as written (`*.example.com`).
+    pub fn wildcard_hosts(&self) -> impl Iterator<Item = String> + '_ {
+        (self.hosts.names())
+            .filter(|n| n.starts_with('.'))
+            .map(|n| format!("*{n}"))
     }
 
     /// The tenant serving a normalised host name.
@@ -84,8 +104,10 @@ impl Table {
             .collect()
     }
 
-    /// Carries the census' gate verdicts over from the table this one replaces.
-    pub fn inherit_verdicts(&self, previous: &Table) {
+    /// Carries the census' gate verdicts and ACME's challenges over from the table this one
+    /// replaces.
+    pub fn inherit(&mut self, previous: &Table) {
+        self.challenges = previous.challenges.clone();
         let old: std::collections::HashMap<&str, &Schedule> =
             previous.gated().map(|(t, s)| (&*t.id, s)).collect();
         for (tenant, schedule) in self.gated() {

@@ -405,12 +405,12 @@ tenants:
             outcome(&at(&table, url, after)),
             ("gone", None, Some(3), false)
         );
-        let reloaded = load(&gated).unwrap();
-        reloaded.inherit_verdicts(&table);
+        let mut reloaded = load(&gated).unwrap();
+        reloaded.inherit(&table);
         assert_eq!(outcome(&at(&reloaded, url, after)).0, "gone");
         // A changed gate is judged afresh: held.
-        let changed = load(&gated.replace("for: 14d", "for: 15d")).unwrap();
-        changed.inherit_verdicts(&table);
+        let mut changed = load(&gated.replace("for: 14d", "for: 15d")).unwrap();
+        changed.inherit(&table);
         assert_eq!(outcome(&at(&changed, url, after)).2, Some(2));
     }
 

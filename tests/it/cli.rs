@@ -271,3 +271,34 @@ fn init_writes_a_config_that_check_accepts() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// `signpost init --acme EMAIL` adds the HTTPS listener and the `acme:` block; `check` says
+/// which hosts will get a certificate.
+#[test]
+fn init_with_acme_writes_an_https_config_whose_host_gets_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signpost.yaml");
+    let out = signpost(&[
+        "init",
+        "--host",
+        "hrm.exempel.com",
+        "--customer-number",
+        "5678",
+        "--acme",
+        "ops@exempel.com",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("  https: 0.0.0.0:443\n"), "{written}");
+    assert!(written.contains("\nacme:\n  email: ops@exempel.com\n"), "{written}");
+    assert!(!written.contains("\ntls:"), "{written}");
+    let out = signpost(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("acme: certificates from https://acme-v02.api.letsencrypt.org/directory for 1 host(s) that no tls.certs certificate covers: hrm.exempel.com\n"),
+        "{}",
+        text(&out)
+    );
+}

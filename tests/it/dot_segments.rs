@@ -117,6 +117,10 @@ fn check(
                 target
             }
             Decision::Gone { .. } => continue,
+            Decision::Challenge { .. } => {
+                let why = format!("{path} answered as an ACME challenge with no order in progress");
+                return Err(TestCaseError::fail(why));
+            }
         };
         prop_assert!(valid_uri_bytes(&target), "{} → {:?}", path, target);
         prop_assert!(target.parse::<Uri>().is_ok(), "{} → {:?}", path, target);

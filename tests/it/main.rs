@@ -5,6 +5,7 @@
 mod common;
 
 mod access_log;
+mod acme;
 mod admin_surface;
 mod census;
 mod census_store;

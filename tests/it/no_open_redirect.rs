@@ -253,6 +253,12 @@ fn check(table: &Table, g: &Generated, counts: &mut [u64; 5]) -> Result<(), Test
                 counts[3] += 1;
             }
             Decision::Gone { .. } => counts[4] += 1,
+            Decision::Challenge { .. } => {
+                prop_assert!(
+                    false,
+                    "{g:?} answered as an ACME challenge with no order in progress"
+                )
+            }
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod ca;
 pub mod gateway;
 pub mod h2;
 pub mod haproxy;
+pub mod pebble;
 pub mod postgres;
 pub mod raw;
 pub mod traffic;
