@@ -12,10 +12,10 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::acme::challenge;
 use crate::protocol::host::{self, BadHost};
 use crate::protocol::path::normalize;
 pub use crate::protocol::Scheme;
+use crate::table::challenge;
 use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
 use crate::table::{Action, Forward, Phase, PhasePlan, Redirect, Rule, Table, Tenant};

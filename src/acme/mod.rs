@@ -5,7 +5,7 @@
 //!   covers ([`coverage`]); never a name a client asks for that is not in the table.
 //!   Wildcards need a certificate in `tls.certs` (DNS-01 is not built in); `check` says so.
 //! - **Challenges**: HTTP-01, answered by the http listener before any rule
-//!   ([`challenge`]). TLS-ALPN-01 is not offered: pingora 0.9's rustls listener takes one
+//!   ([`crate::table::challenge`]). TLS-ALPN-01 is not offered: pingora 0.9's rustls listener takes one
 //!   ALPN list, and answering `acme-tls/1` beside `h2` would need a second acceptor chosen
 //!   from the ClientHello; a box without port 80 uses `tls.certs`.
 //! - **When**: at once for a host without a certificate; a renewal when a third of the
@@ -16,7 +16,6 @@
 //! - **Where**: `acme/` in the state directory ([`storage`]), loaded at start (no new order
 //!   after a restart) and served by the same SNI store as the operator's certificates.
 
-pub mod challenge;
 mod order;
 pub mod plan;
 mod storage;

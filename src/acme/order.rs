@@ -8,7 +8,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 
-use super::challenge::Challenges;
+use crate::table::challenge::Challenges;
 
 /// How long the CA may take to validate and to issue.
 const VALIDATION_PATIENCE: Duration = Duration::from_secs(90);

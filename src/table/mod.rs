@@ -4,6 +4,7 @@
 //! behind one `ArcSwap` ([`Tables`]). Nothing here is mutated after the build, so the request
 //! path takes no lock; a reload builds a whole new `Table` and swaps the pointer.
 
+pub mod challenge;
 pub mod host;
 pub mod pattern;
 pub mod schedule;
@@ -16,8 +17,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
-use crate::acme::challenge::Challenges;
 use crate::upstream::Upstream;
+use challenge::Challenges;
 use host::HostIndex;
 use pattern::{Captures, Matcher};
 pub use schedule::{Brownout, Gate, Phase, PhasePlan, Schedule};

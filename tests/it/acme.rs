@@ -212,3 +212,42 @@ async fn a_short_lived_certificate_is_renewed_and_a_ca_that_is_gone_keeps_the_ol
         .unwrap();
     assert_eq!(resp.status(), 307);
 }
+
+#[tokio::test]
+async fn a_challenge_the_ca_cannot_validate_is_counted_and_backed_off_and_the_other_hosts_are_served(
+) {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, None).await;
+    // The CA looks for timeclock.exempel.com where nothing listens: its challenge fails.
+    pebble.resolve("timeclock.exempel.com", "127.0.0.2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), http_port, &pebble);
+    let gw = start(&config, dir, state.path());
+    let failed = "signpost_acme_failures_total{reason=\"challenge\"} ";
+    assert_eq!(
+        metric_reaches(&gw, failed, 1.0, Duration::from_secs(60)),
+        1.0
+    );
+    assert_eq!(
+        metric_reaches(&gw, ISSUED, 1.0, Duration::from_secs(60)),
+        1.0
+    );
+    let root = pebble.root().await;
+    let (resp, _) = get_verified(&gw, &root, "hrm.exempel.com").await;
+    assert_eq!(resp.status(), 307);
+    // Backed off: no second try within seconds, and the ledger says when it will be.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        gw.metric("signpost_acme_orders_total{result=\"failed\"} "),
+        1.0
+    );
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("acme/ledger.json")).unwrap())
+            .unwrap();
+    let failing = &ledger["failing"]["timeclock.exempel.com"];
+    assert_eq!(failing["failures"], 1, "{ledger}");
+    assert_eq!(failing["reason"], "challenge", "{ledger}");
+    let wait = failing["retry_at"].as_i64().unwrap() - jiff::Timestamp::now().as_second();
+    assert!((200..=360).contains(&wait), "retry in {wait} s: {ledger}");
+}

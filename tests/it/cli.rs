@@ -292,7 +292,10 @@ fn init_with_acme_writes_an_https_config_whose_host_gets_a_certificate() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.contains("  https: 0.0.0.0:443\n"), "{written}");
-    assert!(written.contains("\nacme:\n  email: ops@exempel.com\n"), "{written}");
+    assert!(
+        written.contains("\nacme:\n  email: ops@exempel.com\n"),
+        "{written}"
+    );
     assert!(!written.contains("\ntls:"), "{written}");
     let out = signpost(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

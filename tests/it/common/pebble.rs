@@ -19,6 +19,7 @@ pub struct Pebble {
     pub api_ca: PathBuf,
     api: SocketAddr,
     management: SocketAddr,
+    dns_management: String,
     ca: TestCa,
     _dir: tempfile::TempDir,
 }
@@ -108,6 +109,7 @@ impl Pebble {
             api_ca,
             api,
             management,
+            dns_management,
             ca,
             _dir: dir,
         };
@@ -149,6 +151,23 @@ impl Pebble {
             resp.status()
         );
         resp.text().await.unwrap()
+    }
+
+    /// Makes `host` resolve to `ip` for the CA's validation (instead of 127.0.0.1).
+    pub async fn resolve(&self, host: &str, ip: &str) {
+        let url = format!("http://{}/add-a", self.dns_management);
+        let body = serde_json::json!({ "host": format!("{host}."), "addresses": [ip] });
+        let resp = (reqwest::Client::new()
+            .post(url)
+            .body(body.to_string())
+            .send()
+            .await)
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "challtestsrv add-a: {}",
+            resp.status()
+        );
     }
 
     /// Stops the CA (its DNS stays): the gateway's next order finds nothing listening.
