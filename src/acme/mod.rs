@@ -231,8 +231,23 @@ impl Acme {
             return now;
         };
         let by_lifetime = plan::renewal_time(not_before, not_after);
-        if !client.ari || client.account.is_none() {
+        if !client.ari {
             return by_lifetime;
+        }
+        if client.account.is_none() {
+            // Certificates from an earlier run: the account (one request to the directory)
+            // tells whether the CA offers renewal information.
+            match self.account().await {
+                Ok(account) => client.account = Some(account),
+                Err(failure) => {
+                    tracing::debug!(
+                        host,
+                        "acme: no account to ask for renewal information: {}",
+                        failure.detail
+                    );
+                    return by_lifetime;
+                }
+            }
         }
         let stale = (client.windows.get(host))
             .is_none_or(|w| w.not_after != not_after || w.recheck_at <= now);
