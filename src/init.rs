@@ -36,6 +36,10 @@ pub enum InitError {
     Exists(PathBuf),
     #[error("the generated config does not load:\n{0}")]
     Invalid(config::error::ConfigErrors),
+    #[error("no certificate in {dir} covers {host}: add its NAME.crt + NAME.key there, or use --acme EMAIL to have one issued")]
+    Uncovered { host: String, dir: PathBuf },
+    #[error("--move-at {0} is in the past: the old server would never be forwarded to. Leave --move-at out until the date is known, or give a time to come")]
+    MoveInThePast(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -85,7 +89,14 @@ pub fn render(req: &InitRequest) -> String {
         ));
     }
     out.push_str(section("vars"));
-    out.push_str(section("upstreams"));
+    // The example's upstreams without the quick start's local stand-in.
+    let upstreams = section("upstreams")
+        .lines()
+        .filter(|l| !l.contains("stand-in"));
+    upstreams.for_each(|line| {
+        out.push_str(line);
+        out.push('\n');
+    });
     if let Some(onprem) = &req.onprem {
         out.push_str(&format!(
             "  onprem:                      # your old server, until the move\n    url: {onprem}\n"
@@ -117,22 +128,58 @@ pub const PACKAGED_STARTING_POINT: &str = include_str!("../deploy/debian/signpos
 
 /// Renders, validates and writes the config to `output`; returns the text written. An
 /// existing file is refused, unless it is the package's untouched starting point.
+///
+/// `--certs` is taken as the shell gave it (relative to the working directory) and written
+/// absolute; its certificates must cover the host. A `--move-at` in the past is refused.
 pub fn write(req: &InitRequest, output: &Path) -> Result<String, InitError> {
     let starting_point =
         std::fs::read(output).is_ok_and(|text| text == PACKAGED_STARTING_POINT.as_bytes());
     if output.exists() && !starting_point {
         return Err(InitError::Exists(output.to_owned()));
     }
-    let text = render(req);
-    // Validate beside the target, so relative paths (certs) resolve as they will.
+    if let Some(at) = &req.move_at {
+        let parsed = at.parse::<jiff::Timestamp>();
+        if parsed.is_ok_and(|t| t < jiff::Timestamp::now()) {
+            return Err(InitError::MoveInThePast(at.clone()));
+        }
+    }
+    let req = InitRequest {
+        certs: req.certs.as_deref().map(std::path::absolute).transpose()?,
+        ..req.clone()
+    };
+    let text = render(&req);
+    // Validate beside the target, so that every path resolves as it will.
     let name = output.file_name().unwrap_or_default().to_string_lossy();
-    let probe = output.with_file_name(format!(".{name}.init-check"));
-    std::fs::write(&probe, &text)?;
-    let loaded = config::load(&probe, None);
-    std::fs::remove_file(&probe)?;
-    loaded.map_err(InitError::Invalid)?;
+    let probe = Probe(output.with_file_name(format!(".{name}.init-check")));
+    std::fs::write(&probe.0, &text)?;
+    let loaded = config::load(&probe.0, None).map_err(|mut errors| {
+        // Named as the file the user asked for: the probe is gone when they read this.
+        for e in errors.0.iter_mut().filter(|e| e.file == probe.0) {
+            e.file = output.to_owned();
+        }
+        InitError::Invalid(errors)
+    })?;
+    drop(probe);
+    if let (Some(dir), Some(store)) = (&req.certs, &loaded.certs) {
+        let host = req.host.trim_end_matches('.').to_ascii_lowercase();
+        if !store.covers(&host) {
+            return Err(InitError::Uncovered {
+                host: req.host.clone(),
+                dir: dir.clone(),
+            });
+        }
+    }
     std::fs::write(output, &text)?;
     Ok(text)
+}
+
+/// The file `init` validates before writing the real one: removed whatever happens.
+struct Probe(PathBuf);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[cfg(test)]
@@ -210,7 +257,7 @@ mod tests {
     fn onprem_forwards_everything_until_the_move() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signpost.yaml");
-        write(&request(true, Some("2026-03-01T18:00:00+01:00")), &path).unwrap();
+        write(&request(true, Some("2099-03-01T18:00:00+01:00")), &path).unwrap();
         let table = config::load(&path, None).unwrap().table;
         let at = |time: &str| {
             crate::explain::explain(
@@ -222,12 +269,12 @@ mod tests {
             )
             .unwrap()
         };
-        let before = at("2026-03-01T16:59:59Z");
+        let before = at("2099-03-01T16:59:59Z");
         assert_eq!(
             (before.action, before.url.as_deref()),
             ("forward", Some("https://old-server.internal/HRM/Start"))
         );
-        assert_eq!(at("2026-03-01T17:00:00Z").action, "redirect");
+        assert_eq!(at("2099-03-01T17:00:00Z").action, "redirect");
         // Without a date: forwarded until someone sets one.
         let undated = dir.path().join("undated.yaml");
         write(&request(true, None), &undated).unwrap();

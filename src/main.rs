@@ -9,11 +9,28 @@ use signpost::config;
 use signpost::explain::{self, CaseFile};
 use signpost::report::census::Report;
 
+/// Examples and where things live, under every `--help`.
+const AFTER_HELP: &str = "\
+Examples:
+  signpost init --host hrm.exempel.com --customer-number 5678 --acme you@exempel.com
+  signpost check --config /etc/signpost/signpost.yaml
+  signpost explain --config signpost.yaml https://hrm.exempel.com/Timeclock/Lager
+  signpost run --config signpost.yaml
+  signpost stragglers --admin 127.0.0.1:9090
+
+Where things live:
+  config   the file given with --config (the Debian package: /etc/signpost/signpost.yaml);
+           paths inside it are relative to it
+  state    the census and ACME's account and certificates: $STATE_DIRECTORY (systemd:
+           /var/lib/signpost), else $XDG_STATE_HOME/signpost, else ~/.local/state/signpost
+  docs     README.md (the Debian package: /usr/share/doc/signpost/README.md)";
+
 #[derive(Parser)]
 #[command(
     name = "signpost",
     version,
-    about = "Migration gateway: redirects or forwards legacy per-tenant URLs to new shared domains"
+    about = "Migration gateway: redirects or forwards legacy per-tenant URLs to new shared domains",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// The config file (YAML).
@@ -36,7 +53,14 @@ enum Command {
         upgrade: bool,
     },
     /// Validate the config: exit 0, or exit 1 printing `FILE:LINE: reason` lines.
-    Check,
+    ///
+    /// Warnings (`FILE:LINE: warning: …`: answers some legacy clients will not survive, such
+    /// as a 302 on a rule that takes POST) leave the exit status 0 unless --deny-warnings.
+    Check {
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
     /// Print, as JSON, what the server would do with one request.
     Explain {
         /// HTTP method.
@@ -68,7 +92,7 @@ enum Command {
         /// Your old server (URL): everything is forwarded there until --move-at.
         #[arg(long)]
         onprem: Option<String>,
-        /// When the tenant moves (RFC 3339, e.g. 2026-03-01T18:00:00+01:00).
+        /// When the tenant moves (RFC 3339, e.g. 2027-03-01T18:00:00+01:00); not in the past.
         #[arg(long, requires = "onprem")]
         move_at: Option<String>,
         /// A folder of NAME.crt + NAME.key pairs: adds the HTTPS listener.
@@ -167,7 +191,12 @@ fn main() -> ExitCode {
         _ => {}
     }
     let Some(config_path) = cli.config else {
-        eprintln!("signpost: --config FILE is required (see --help)");
+        if cli.command.is_none() {
+            // Nothing asked: what there is to ask.
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::from(2);
+        }
+        eprintln!("signpost: this command needs --config FILE (see signpost --help)");
         return ExitCode::from(2);
     };
     match cli.command.unwrap_or(Command::Run { upgrade: false }) {
@@ -182,8 +211,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check => match config::load(&config_path, None) {
+        Command::Check { deny_warnings } => match config::load(&config_path, None) {
             Ok(c) => {
+                for warning in &c.warnings {
+                    println!("{warning}");
+                }
                 println!(
                     "{}: ok ({} tenants, {} rules, {} files)",
                     config_path.display(),
@@ -202,6 +234,9 @@ fn main() -> ExitCode {
                     for host in uncovered {
                         println!("acme: warning: {host} is a wildcard host: it needs a certificate in tls.certs (HTTP-01 cannot prove a wildcard)");
                     }
+                }
+                if deny_warnings && !c.warnings.is_empty() {
+                    return ExitCode::FAILURE;
                 }
                 ExitCode::SUCCESS
             }

@@ -198,6 +198,9 @@ impl Live {
         };
         let generation = self.info.load().generation + 1;
         let info = info_of(&config, generation);
+        for warning in &config.warnings {
+            tracing::warn!(trigger = why, "{warning}");
+        }
         if config.settings.listen != self.started_with.listen
             || config.settings.threads != self.started_with.threads
             || config.settings.grace_period != self.started_with.grace_period

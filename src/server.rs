@@ -51,6 +51,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         rules = config.table.rule_count(),
         "config loaded"
     );
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     crate::reload::release_freed_memory();
     let metrics = Arc::new(Metrics::new());
     let (census, census_worker) = Census::new(settings.census.clone(), metrics.clone())?;

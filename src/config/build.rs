@@ -11,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Method, StatusCode};
 
-use super::error::{ConfigError, ConfigErrors, Problem};
+use super::error::{ConfigError, ConfigErrors, ConfigWarning, Problem};
 use super::file::{
     FileAcme, FileConfig, FileFallback, FileForward, FileGone, FileInclude, FileListen,
     FileProfile, FileRedirect, FileRule, FileTenant,
@@ -41,6 +41,8 @@ type Vars<'a> = dyn Fn(&str) -> Option<&'a str> + 'a;
 struct Builder<'a> {
     sources: &'a [Source],
     problems: Vec<(usize, YamlPath, Problem)>,
+    /// What some clients will not survive (see [`Builder::advise`]).
+    warnings: Vec<(usize, YamlPath, String)>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Whether the census runs: a census-gated phase needs it.
     census: bool,
@@ -60,10 +62,11 @@ pub fn build(
     base: &Path,
     sources: &[Source],
     previous: Option<&Table>,
-) -> Result<(Table, Option<CertStore>), ConfigErrors> {
+) -> Result<(Table, Option<CertStore>, Vec<ConfigWarning>), ConfigErrors> {
     let mut b = Builder {
         sources,
         problems: Vec::new(),
+        warnings: Vec::new(),
         upstreams: BTreeMap::new(),
         census: main.census.enabled.unwrap_or(true),
     };
@@ -75,8 +78,9 @@ pub fn build(
     if !b.problems.is_empty() {
         return Err(b.into_errors());
     }
+    let warnings = b.warnings();
     let table = Table::new(hosts, tenants, b.upstreams.into_values().collect());
-    Ok((table, certs))
+    Ok((table, certs, warnings))
 }
 
 impl Builder<'_> {
@@ -292,6 +296,50 @@ impl Builder<'_> {
 impl Builder<'_> {
     fn problem(&mut self, src: usize, path: YamlPath, problem: Problem) {
         self.problems.push((src, path, problem));
+    }
+
+    /// The warnings with their lines, each once (a profile's rules are compiled for every
+    /// tenant that overrides its `vars`), in file order.
+    fn warnings(&mut self) -> Vec<ConfigWarning> {
+        let sources = self.sources;
+        let mut warnings: Vec<ConfigWarning> = (self.warnings.drain(..))
+            .map(|(src, path, text)| ConfigWarning {
+                file: sources[src].path.clone(),
+                line: line_of(&sources[src].text, &path),
+                text,
+            })
+            .collect();
+        warnings.sort_by(|a, b| (&a.file, a.line, &a.text).cmp(&(&b.file, b.line, &b.text)));
+        warnings.dedup();
+        warnings
+    }
+
+    /// Which legacy clients will not survive this rule's answer, as warnings: the knowledge
+    /// behind the adaptive rule (README, "Why Signpost forwards"), applied to what an operator
+    /// wrote.
+    fn advise(&mut self, r: &FileRule, methods: Option<&[Method]>, src: usize, path: &YamlPath) {
+        let Some(redirect) = &r.redirect else {
+            return;
+        };
+        let (name, kind) = (&r.name, r.kind.as_deref().unwrap_or(&r.name));
+        let status = redirect.status.unwrap_or(307);
+        let at = path.key("redirect");
+        let takes_post = methods.is_none_or(|m| m.contains(&Method::POST));
+        let only_post = methods.is_some_and(|m| m.iter().all(|m| m == Method::POST));
+        let redirect_only = r.forward.is_none();
+        let mut warn = |text: String| self.warnings.push((src, at.clone(), text));
+        if matches!(status, 301..=303) && takes_post {
+            warn(format!("rule `{name}`: a {status} redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body"));
+        }
+        if redirect_only && (only_post || kind.contains("callback") || kind.contains("webhook")) {
+            warn(format!("rule `{name}`: SMS and payment webhook senders treat a redirect as a failure or do not follow it; forward it instead (`forward: {{ upstream: … }}`)"));
+        }
+        if redirect_only && kind == "api" {
+            warn(format!("rule `{name}`: scripted API clients drop `Authorization` when a redirect crosses to another host (curl, Python requests, Java, .NET); forward it, or add `forward:` beside `redirect:` so that only browsers are redirected"));
+        }
+        if matches!(status, 301 | 308) {
+            warn(format!("rule `{name}`: browsers keep a permanent ({status}) redirect for good, so a wrong mapping can never be taken back; use 307 until the move is final"));
+        }
     }
 
     fn into_errors(self) -> ConfigErrors {
@@ -527,6 +575,7 @@ impl Builder<'_> {
                 ok = false;
             }
         }
+        self.advise(r, methods.as_deref(), src, path);
         let action = self.action(
             &r.name,
             (&r.redirect, &r.forward, &r.gone),
@@ -1046,6 +1095,92 @@ mod tests {
         errors(&[("main.yaml", yaml)])
     }
 
+    /// The warnings of a config that loads, without the folder.
+    fn warnings(yaml: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let prefix = format!("{}/", dir.path().display());
+        let config = load(&path, None).unwrap();
+        (config.warnings.iter())
+            .map(|w| w.to_string().replace(&prefix, ""))
+            .collect()
+    }
+
+    #[test]
+    fn three_mistakes_in_three_tenants_are_reported_in_one_run() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    fallback: {{ redirect: \"https://{{web}}/\" }}\ntenants:\n  - id: t1\n    hostz: [t1.example]\n    profile: p\n  - id: t2\n    hosts: [t2.example]\n    profile: p\n  - id: t3\n    hosts: [t3.example]\n  - id: t4\n    hosts: [t4.example]\n    profile: p\n    phasez: []\n"
+        );
+        let errs = one(&yaml);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("main.yaml:9: tenants: unknown field `hostz`"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].starts_with("main.yaml:14: tenants: missing field `profile`"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[2].starts_with("main.yaml:19: tenants: unknown field `phasez`"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_tab_and_a_misaligned_block_are_explained() {
+        let errs = one("listen:\n\thttp: 127.0.0.1:8080\n");
+        assert_eq!(
+            errs,
+            ["main.yaml:2: a tab in the indentation: YAML indents with spaces only (two per level here)"]
+        );
+        let errs = one(
+            "listen: { http: 127.0.0.1:8080 }\ntenants:\n  - id: t1\n     hosts: [t1.example]\n",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("main.yaml:4: mapping values are not allowed in this context: check this line's indentation against the lines above it"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn listen_addresses_are_read_as_nginx_reads_them() {
+        use super::super::file::parse_listen_address as parse;
+        assert_eq!(
+            parse("localhost:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(parse("*:80").unwrap().to_string(), "0.0.0.0:80");
+        assert_eq!(parse("8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(parse("[::1]:8443").unwrap().to_string(), "[::1]:8443");
+        assert_eq!(
+            one("listen: { http: localhost:8080 }\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            one("listen: { http: example.com:80 }\n"),
+            ["main.yaml:1: listen: `example.com:80` is not a listen address: write IP:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:80), localhost:PORT, *:PORT or a port alone"]
+        );
+    }
+
+    #[test]
+    fn check_warns_of_answers_legacy_clients_do_not_survive() {
+        let yaml = format!(
+            "{HEAD}profiles:\n  p:\n    rules:\n      - {{ name: form, match: /form, redirect: {{ to: \"https://{{web}}/\", status: 302 }} }}\n      - {{ name: sms, kind: sms_callback, match: /sms, methods: [POST], redirect: \"https://{{web}}/sms\" }}\n      - {{ name: api, kind: api, match: /api, redirect: \"https://{{web}}/api\" }}\n      - {{ name: old, match: /old, methods: [GET], redirect: {{ to: \"https://{{web}}/\", status: 301 }} }}\n      - {{ name: fine, match: /fine, redirect: \"https://{{web}}/fine\" }}\n      - {{ name: both, kind: api, match: /both, redirect: \"https://{{web}}/b\", forward: {{ upstream: api }} }}\ntenants:\n  - {{ id: t1, hosts: [t1.example], profile: p }}\n  - {{ id: t2, hosts: [t2.example], profile: p, vars: {{ web: other.example }} }}\n"
+        );
+        assert_eq!(
+            warnings(&yaml),
+            [
+                "main.yaml:7: warning: rule `form`: a 302 redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body",
+                "main.yaml:8: warning: rule `sms`: SMS and payment webhook senders treat a redirect as a failure or do not follow it; forward it instead (`forward: { upstream: … }`)",
+                "main.yaml:9: warning: rule `api`: scripted API clients drop `Authorization` when a redirect crosses to another host (curl, Python requests, Java, .NET); forward it, or add `forward:` beside `redirect:` so that only browsers are redirected",
+                "main.yaml:10: warning: rule `old`: browsers keep a permanent (301) redirect for good, so a wrong mapping can never be taken back; use 307 until the move is final",
+            ]
+        );
+    }
+
     const HEAD: &str = "\
 listen: { http: 127.0.0.1:8080 }
 vars: { web: web.example }
@@ -1066,7 +1201,7 @@ upstreams: { api: { url: https://api.example } }
         let errs = one(&yaml);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
-            errs[0].starts_with("main.yaml:7: tenants[0]: unknown field `hostz`"),
+            errs[0].starts_with("main.yaml:7: tenants: unknown field `hostz`"),
             "{errs:?}"
         );
     }
@@ -1185,10 +1320,10 @@ upstreams: { api: { url: https://api.example } }
 
     #[test]
     fn syntax_errors_keep_serde_yaml_location() {
-        let errs = one("listen:\n  http: not-an-address\n");
+        let errs = one("listen: { http: 127.0.0.1:8080 }\nserver:\n  grace_period: soon\n");
         assert_eq!(errs.len(), 1);
         assert!(
-            errs[0].starts_with("main.yaml:2: listen.http: invalid socket address syntax"),
+            errs[0].starts_with("main.yaml:3: server: invalid duration \"soon\""),
             "{errs:?}"
         );
     }

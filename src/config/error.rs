@@ -91,10 +91,36 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.problem),
-            None => write!(f, "{}: {}", self.file.display(), self.problem),
-        }
+        write_place(f, &self.file, self.line)?;
+        write!(f, "{}", self.problem)
+    }
+}
+
+/// `FILE:LINE: ` (or `FILE: ` without a line), in front of every error and warning.
+fn write_place(
+    f: &mut fmt::Formatter<'_>,
+    file: &std::path::Path,
+    line: Option<usize>,
+) -> fmt::Result {
+    match line {
+        Some(line) => write!(f, "{}:{line}: ", file.display()),
+        None => write!(f, "{}: ", file.display()),
+    }
+}
+
+/// Something that loads, but that some legacy clients will not survive: `check` prints it as
+/// `FILE:LINE: warning: …` (and fails on it with `--deny-warnings`); a reload logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub text: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_place(f, &self.file, self.line)?;
+        write!(f, "warning: {}", self.text)
     }
 }
 

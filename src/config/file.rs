@@ -72,8 +72,11 @@ pub struct FileInclude {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileListen {
+    #[serde(default, deserialize_with = "listen_address")]
     pub http: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "listen_address")]
     pub https: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "listen_address")]
     pub admin: Option<SocketAddr>,
 }
 
@@ -345,6 +348,43 @@ fn gone<'de, D: Deserializer<'de>>(de: D) -> Result<Option<FileGone>, D::Error> 
         }
     }
     de.deserialize_any(V).map(Some)
+}
+
+/// A listener as nginx's `listen` takes it: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`,
+/// `*:PORT` (every address) or a port alone (every address, as nginx reads `listen 80`).
+fn listen_address<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = match serde_yaml::Value::deserialize(de)? {
+        serde_yaml::Value::String(s) => s,
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => {
+            let why =
+                format!("expected an address and port such as 127.0.0.1:8080, found {other:?}");
+            return Err(de::Error::custom(why));
+        }
+    };
+    parse_listen_address(&text)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port_of = |p: &str| p.parse::<u16>().ok();
+    let host_port = text.rsplit_once(':');
+    let addr = match host_port {
+        None => port_of(text).map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
+        Some(("localhost", port)) => {
+            port_of(port).map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+        Some(("*" | "", port)) => port_of(port).map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
+        Some(_) => None,
+    };
+    addr.ok_or_else(|| {
+        format!("`{text}` is not a listen address: write IP:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:80), localhost:PORT, *:PORT or a port alone")
+    })
 }
 
 /// Durations are written `500ms`, `2s`, `1m`.

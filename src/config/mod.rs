@@ -12,6 +12,7 @@ pub mod error;
 pub mod file;
 pub mod locate;
 mod store;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub struct Config {
     pub settings: Settings,
     pub table: Table,
     pub certs: Option<CertStore>,
+    /// What loads but some clients will not survive (see [`error::ConfigWarning`]).
+    pub warnings: Vec<error::ConfigWarning>,
     /// Every file read, main file first.
     pub files: Vec<PathBuf>,
     /// SHA-256 of every file read, in order (hex, shortened): what `/config` reports.
@@ -127,7 +130,7 @@ pub struct Source {
 /// reload (resolved upstream addresses).
 pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigErrors> {
     let main_text = read(path)?;
-    let main: FileConfig = parse(path, &main_text).map_err(|e| ConfigErrors(vec![e]))?;
+    let main: FileConfig = parse(path, &main_text).map_err(ConfigErrors)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut sources = vec![Source {
         path: path.to_owned(),
@@ -150,7 +153,7 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
             Ok(files) => {
                 for file in files {
                     match read(&file).map_err(|e| e.0).and_then(|text| {
-                        let parsed = parse_include(&file, &text).map_err(|e| vec![e])?;
+                        let parsed = parse_include(&file, &text)?;
                         Ok((text, parsed))
                     }) {
                         Ok((text, parsed)) => {
@@ -166,7 +169,7 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
     }
     let built = build::build(&main, &includes, base, &sources, previous);
     match built {
-        Ok((table, certs)) if errors.is_empty() => {
+        Ok((table, certs, warnings)) if errors.is_empty() => {
             let settings = settings(&main, base);
             let mut watch: Vec<PathBuf> = sources.iter().map(|s| parent(&s.path)).collect();
             watch.extend(main.include.iter().map(|p| parent(&base.join(p))));
@@ -177,6 +180,7 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
                 settings,
                 table,
                 certs,
+                warnings,
                 hash: hash_sources(&sources),
                 files: sources.into_iter().map(|s| s.path).collect(),
                 watch,
@@ -304,27 +308,43 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
     })
 }
 
+/// How many mistakes in one file are reported before the rest is left for the next run.
+const MOST_ERRORS: usize = 20;
+
+/// Parses one file, reporting as many of its mistakes as can be found in one go: serde_yaml
+/// stops at the first, so the list item (or top-level block) holding it is blanked out, every
+/// line keeping its number, and the text read again.
 fn parse<T: serde::de::DeserializeOwned + Default>(
     path: &Path,
     text: &str,
-) -> Result<T, ConfigError> {
+) -> Result<T, Vec<ConfigError>> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        // serde_yaml appends " at line L column C"; the line is already in front.
-        let message = e.to_string();
-        let message = match message.rfind(" at line ") {
-            Some(i) if line.is_some() => message[..i].to_owned(),
-            _ => message,
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut current = std::borrow::Cow::Borrowed(text);
+    loop {
+        let e = match serde_yaml::from_str::<T>(&current) {
+            Ok(parsed) if errors.is_empty() => return Ok(parsed),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
         };
-        ConfigError {
+        let line = e.location().map(|l| l.line());
+        let error = ConfigError {
             file: path.to_owned(),
             line,
-            problem: Problem::Syntax(message),
+            problem: Problem::Syntax(yaml::explain(&e, text)),
+        };
+        if errors.last() == Some(&error) {
+            return Err(errors);
         }
-    })
+        errors.push(error);
+        let next = line.and_then(|line| yaml::without_item_at(&current, line));
+        match next {
+            Some(next) if errors.len() < MOST_ERRORS => current = next.into(),
+            _ => return Err(errors),
+        }
+    }
 }
 
 /// Included files larger than this holding only a `tenants:` list are parsed in chunks.
@@ -339,7 +359,7 @@ const CHUNK_TENANTS: usize = 250;
 /// (250 per chunk reloaded 100 000 tenants 3 % faster than 2 000: fewer events held at once).
 /// Should any chunk fail (an alias across chunks, a real error), the whole file is parsed
 /// again as one document, so errors and their lines are exactly those of the plain parse.
-fn parse_include(path: &Path, text: &str) -> Result<FileInclude, ConfigError> {
+fn parse_include(path: &Path, text: &str) -> Result<FileInclude, Vec<ConfigError>> {
     if text.len() > CHUNKED_ABOVE {
         if let Some(chunks) = tenant_chunks(text) {
             let mut tenants = Vec::with_capacity(chunks.len() * CHUNK_TENANTS);
@@ -460,7 +480,9 @@ mod tests {
         let mut text = big_list(CHUNK_TENANTS + 10);
         text.push_str("  - id: broken\n    colour: blue\n");
         text.push_str(&" ".repeat(CHUNKED_ABOVE));
-        let err = parse_include(Path::new("t.yaml"), &text).unwrap_err();
+        let errs = parse_include(Path::new("t.yaml"), &text).unwrap_err();
+        let err = &errs[0];
+        assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(err.line, Some(2 + 3 * (CHUNK_TENANTS + 10) + 2), "{err}");
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
     }

@@ -146,8 +146,7 @@ async fn sigusr1_reopens_the_file_after_logrotate_moved_it_and_combined_reads_li
 
 #[test]
 fn an_access_log_that_cannot_be_opened_stops_the_start_naming_it() {
-    let text = std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let mut config = crate::common::example_config();
     let dir = tempfile::tempdir().unwrap();
     for listener in ["http", "https", "admin"] {
         config["listen"][listener] = Value::from("127.0.0.1:0");

@@ -234,8 +234,7 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &ca.pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let mut config = crate::common::example_config();
     for key in ["http", "https", "admin"] {
         config["listen"][key] = Value::from("127.0.0.1:0");
     }
@@ -336,9 +335,7 @@ async fn secrets_never_reach_logs_metrics_census_or_state() {
 async fn the_census_survives_a_restart_by_default() {
     let state = tempfile::tempdir().unwrap();
     let start = |state_file: Option<&str>| {
-        let text =
-            std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let mut config = crate::common::example_config();
         let dir = tempfile::tempdir().unwrap();
         for listener in ["http", "https", "admin"] {
             config["listen"][listener] = Value::from("127.0.0.1:0");

@@ -29,8 +29,7 @@ fn with_store(config: &mut Value, dir: &Path, pg: &Postgres, name: &str) {
 /// A config file (in its own folder) for instance `name` of a fleet on `pg`, its listeners
 /// (http, https, admin) on `listen`.
 fn fleet_config(pg: &Postgres, name: &str, listen: [&str; 3]) -> (PathBuf, tempfile::TempDir) {
-    let text = std::fs::read_to_string(crate::common::repo().join("config/example.yaml")).unwrap();
-    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let mut config = crate::common::example_config();
     let dir = tempfile::tempdir().unwrap();
     for (listener, addr) in ["http", "https", "admin"].into_iter().zip(listen) {
         config["listen"][listener] = Value::from(addr);

@@ -172,8 +172,7 @@ fn run_with_a_broken_config_exits_before_binding() {
 /// instant; a time that does not parse is an error, not "now".
 #[test]
 fn explain_at_previews_the_phase_in_force() {
-    let example = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&example).unwrap();
+    let mut config = crate::common::example_config();
     config["tls"]["certs"] = repo().join("certs").to_str().unwrap().into();
     config["upstreams"]["onprem"] =
         serde_yaml::from_str("{ url: https://hrm.exempel.com, address: 127.0.0.1:9 }").unwrap();
@@ -238,7 +237,7 @@ fn init_writes_a_config_that_check_accepts() {
         "--onprem",
         "https://old-server.internal",
         "--move-at",
-        "2026-03-01T18:00:00+01:00",
+        "2027-03-01T18:00:00+01:00",
         "--output",
         path.to_str().unwrap(),
     ]);
@@ -250,7 +249,7 @@ fn init_writes_a_config_that_check_accepts() {
         "--config",
         path.to_str().unwrap(),
         "--at",
-        "2026-06-01",
+        "2027-06-01",
         "https://hrm.exempel.com/Timeclock/Lager",
     ]);
     assert!(
@@ -303,5 +302,117 @@ fn init_with_acme_writes_an_https_config_whose_host_gets_a_certificate() {
         text(&out).contains("acme: certificates from https://acme-v02.api.letsencrypt.org/directory for 1 host(s) that no tls.certs certificate covers: hrm.exempel.com\n"),
         "{}",
         text(&out)
+    );
+}
+
+/// `check` warns of answers some legacy clients do not survive (exit 0), and fails on them
+/// with `--deny-warnings`; the bundled example has none.
+#[test]
+fn check_warns_and_deny_warnings_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signpost.yaml");
+    std::fs::write(
+        &path,
+        "listen: { http: 127.0.0.1:8080 }\nprofiles:\n  p:\n    rules:\n      - { name: hook, kind: payment_webhook, match: /hook, redirect: \"https://web.flexhrm.com/hook\" }\ntenants:\n  - { id: t, hosts: [t.example], profile: p }\n",
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let out = signpost(&["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let warning = format!("{config}:5: warning: rule `hook`: SMS and payment webhook senders treat a redirect as a failure or do not follow it; forward it instead (`forward: {{ upstream: … }}`)\n");
+    assert!(text(&out).starts_with(&warning), "{}", text(&out));
+    let out = signpost(&["check", "--deny-warnings", "--config", config]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = signpost(&[
+        "check",
+        "--deny-warnings",
+        "--config",
+        "config/example.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `signpost` alone shows the commands, with examples and where things live.
+#[test]
+fn signpost_alone_shows_the_commands() {
+    let out = signpost(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out);
+    for part in [
+        "Commands:",
+        "init",
+        "check",
+        "Examples:",
+        "Where things live:",
+        "$STATE_DIRECTORY",
+    ] {
+        assert!(said.contains(part), "{part} in {said}");
+    }
+}
+
+/// `init --certs` is relative to the working directory, and the certificates must cover the
+/// host; a `--move-at` in the past is refused; no temporary file is left behind.
+#[test]
+fn init_checks_its_certificates_and_move_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("etc");
+    std::fs::create_dir(&out_dir).unwrap();
+    let output = out_dir.join("signpost.yaml");
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "--host",
+            "hrm.exempel.com",
+            "--customer-number",
+            "5678",
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        signpost(&args)
+    };
+    // Relative to the working directory (the repo), not to the output's folder.
+    let out = init(&["--certs", "certs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = std::fs::read_to_string(&output).unwrap();
+    let absolute = format!("  certs: {}\n", repo().join("certs").display());
+    assert!(written.contains(&absolute), "{written}");
+    std::fs::remove_file(&output).unwrap();
+    let out = signpost(&[
+        "init",
+        "--host",
+        "hrm.annat.se",
+        "--customer-number",
+        "1",
+        "--certs",
+        "certs",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "no certificate in {} covers hrm.annat.se",
+            repo().join("certs").display()
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = init(&[
+        "--onprem",
+        "https://old.internal",
+        "--move-at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--move-at 2020-01-01T00:00:00Z is in the past"),
+        "{}",
+        text(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "nothing written, no temporary left: {left:?}"
     );
 }

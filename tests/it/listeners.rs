@@ -15,8 +15,7 @@ fn a_listener_address_in_use_ends_the_process_with_exit_1_naming_it() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let mut config = crate::common::example_config();
         for listener in ["http", "https", "admin"] {
             config["listen"][listener] = Value::from("127.0.0.1:0");
         }

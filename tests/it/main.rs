@@ -22,6 +22,7 @@ mod listeners;
 mod no_open_redirect;
 mod operator_faults;
 mod phases;
+mod quick_start;
 mod reload;
 mod shutdown;
 mod stragglers_page;

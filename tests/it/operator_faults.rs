@@ -69,8 +69,7 @@ impl Setup {
 
     /// The example config on free ports and this setup's certificates, `timeclock` set to `target`.
     fn config(&self, target: &str) -> Value {
-        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let mut config = crate::common::example_config();
         for key in ["http", "https", "admin"] {
             config["listen"][key] = Value::from("127.0.0.1:0");
         }

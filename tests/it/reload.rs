@@ -41,8 +41,7 @@ impl Setup {
     /// The example config on free ports, with `timeclock` set to `target`, passed
     /// through `patch` for the broken variants.
     fn config_text(&self, target: &str) -> String {
-        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let mut config = crate::common::example_config();
         for listener in ["http", "https", "admin"] {
             config["listen"][listener] = Value::from("127.0.0.1:0");
         }

@@ -65,8 +65,7 @@ impl Gateway {
     /// elsewhere, the upstreams are a closed local port: no test depends on the real new
     /// domains (or on their names failing to resolve), and a forward nobody set up is refused.
     pub fn start_with(patch: impl FnOnce(&mut Value, &Path)) -> Self {
-        let text = std::fs::read_to_string(repo().join("config/example.yaml")).unwrap();
-        let mut config: Value = serde_yaml::from_str(&text).unwrap();
+        let mut config = crate::common::example_config();
         let dir = tempfile::tempdir().unwrap();
         for listener in ["http", "https", "admin"] {
             config["listen"][listener] = Value::from("127.0.0.1:0");

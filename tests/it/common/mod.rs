@@ -38,6 +38,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `config/example.yaml`, its relative paths (`tls.certs`, the upstreams' `ca`) made absolute so
+/// that it can be written anywhere.
+pub fn example_config() -> serde_yaml::Value {
+    let base = repo().join("config");
+    let text = std::fs::read_to_string(base.join("example.yaml")).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let absolute = |v: &serde_yaml::Value| {
+        serde_yaml::Value::from(base.join(v.as_str().unwrap()).to_str().unwrap())
+    };
+    config["tls"]["certs"] = absolute(&config["tls"]["certs"]);
+    for (_, upstream) in config["upstreams"].as_mapping_mut().unwrap().iter_mut() {
+        if upstream.get("ca").is_some() {
+            upstream["ca"] = absolute(&upstream["ca"]);
+        }
+    }
+    config
+}
+
 /// The shared expectation vectors, beside the checkout.
 pub fn vectors_path() -> PathBuf {
     repo().join("../shared/vectors/flexhrm.yaml")
