@@ -117,7 +117,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         service.threads = Some(1);
         server.add_service(service).add_dependency(&handover);
     }
-    let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
     tracing::info!(
         http = show(bound.http),
         https = show(bound.https),

@@ -146,6 +146,10 @@ impl Builder<'_> {
             let why = "needs `listen.http`: the CA checks that Signpost holds each name by an HTTP-01 challenge on port 80".to_owned();
             self.problem(0, YamlPath::root().key("listen"), Problem::Acme(why));
         }
+        if listen.https.is_none() {
+            let why = "needs `listen.https`: without it no client is ever served the certificates it obtains".to_owned();
+            self.problem(0, YamlPath::root().key("listen"), Problem::Acme(why));
+        }
         let email = acme.email.trim();
         if email.is_empty() || email.contains(char::is_whitespace) || !email.contains('@') {
             let why = format!("`email: {email}` is not an e-mail address; the CA writes there about expiring certificates");
@@ -1311,6 +1315,10 @@ upstreams: { api: { url: https://api.example } }
                 "main.yaml:4: acme: `directory: http://ca.example/dir` is not an https:// URL",
                 "main.yaml:5: acme: ca: missing.pem: No such file or directory (os error 2)",
             ]
+        );
+        assert_eq!(
+            one("listen: { http: 127.0.0.1:8080 }\nacme: { email: ops@exempel.com }\n"),
+            ["main.yaml:1: acme: needs `listen.https`: without it no client is ever served the certificates it obtains"]
         );
         assert_eq!(
             one("listen: { http: 127.0.0.1:8080, https: 127.0.0.1:8443 }\nacme: { email: ops@exempel.com }\n"),

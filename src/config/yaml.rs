@@ -1,43 +1,22 @@
 //! serde_yaml's errors made to teach, and the recovery that lets `check` report more than the
 //! first mistake of a file.
 
-/// serde_yaml's message for `e` without its trailing position (the line is shown in front),
-/// with what to do where its words do not say it: a tab in the indentation, and a block
-/// indented off its neighbours.
+/// serde_yaml's message for `e` without its trailing position (the line is shown in front)
+/// and without list indexes, with what to do where its words do not say it: a tab in the
+/// indentation, and a block indented off its neighbours.
 pub fn explain(e: &serde_yaml::Error, text: &str) -> String {
     let message = e.to_string();
     let message = match (message.rfind(" at line "), e.location()) {
         (Some(i), Some(_)) => &message[..i],
         _ => &message[..],
     };
-    // The path in front (`tenants[3].rules[0]: …`) without its list indexes: the line says
-    // which item, and after a blanked item (see `without_item_at`) the indexes would be off.
-    let unindexed;
-    let message = match message.split_once(": ") {
-        Some((path, rest)) if path.contains('[') && !path.contains(' ') => {
-            let mut plain = String::with_capacity(path.len());
-            let mut in_index = false;
-            for c in path.chars() {
-                match c {
-                    '[' => in_index = true,
-                    ']' => in_index = false,
-                    c if !in_index => plain.push(c),
-                    _ => {}
-                }
-            }
-            unindexed = format!("{plain}: {rest}");
-            &unindexed[..]
-        }
-        _ => message,
-    };
+    let message = without_indexes(message);
     let line = e
         .location()
         .and_then(|l| text.lines().nth(l.line().saturating_sub(1)))
         .unwrap_or("");
-    let indent: &str = &line[..line.len() - line.trim_start().len()];
-    if indent.contains('\t')
-        || message.contains("found character that cannot start any token") && line.contains('\t')
-    {
+    let indent = &line[..line.len() - line.trim_start().len()];
+    if indent.contains('\t') {
         return "a tab in the indentation: YAML indents with spaces only (two per level here)"
             .to_owned();
     }
@@ -52,7 +31,28 @@ pub fn explain(e: &serde_yaml::Error, text: &str) -> String {
             "{message}: check this line's indentation against the lines above it (the keys of one mapping line up; each level is indented two spaces more than its parent)"
         );
     }
-    message.to_owned()
+    message
+}
+
+/// The path in front of a message (`tenants[3].rules[0]: …`) without its list indexes: the
+/// line says which item, and once an item is blanked ([`without_item_at`]) they would be off.
+fn without_indexes(message: &str) -> String {
+    match message.split_once(": ") {
+        Some((path, rest)) if path.contains('[') && !path.contains(' ') => {
+            let mut plain = String::with_capacity(message.len());
+            let mut depth = 0;
+            for c in path.chars() {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    c if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            format!("{plain}: {rest}")
+        }
+        _ => message.to_owned(),
+    }
 }
 
 /// `text` with the list item (else the top-level block) holding `line` (from 1) blanked out,
