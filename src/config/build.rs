@@ -321,16 +321,24 @@ impl Builder<'_> {
     /// Which legacy clients will not survive this rule's answer, as warnings: the knowledge
     /// behind the adaptive rule (README, "Why Signpost forwards"), applied to what an operator
     /// wrote.
-    fn advise(&mut self, r: &FileRule, methods: Option<&[Method]>, src: usize, path: &YamlPath) {
-        let Some(redirect) = &r.redirect else {
+    /// `name` and `kind` are the rule's (`fallback` for a profile's fallback); `methods` what
+    /// it takes (`None`: every method).
+    fn advise(
+        &mut self,
+        (name, kind): (&str, &str),
+        (redirect, forward): (&Option<FileRedirect>, &Option<FileForward>),
+        methods: Option<&[Method]>,
+        src: usize,
+        path: &YamlPath,
+    ) {
+        let Some(redirect) = redirect else {
             return;
         };
-        let (name, kind) = (&r.name, r.kind.as_deref().unwrap_or(&r.name));
         let status = redirect.status.unwrap_or(307);
         let at = path.key("redirect");
         let takes_post = methods.is_none_or(|m| m.contains(&Method::POST));
         let only_post = methods.is_some_and(|m| m.iter().all(|m| m == Method::POST));
-        let redirect_only = r.forward.is_none();
+        let redirect_only = forward.is_none();
         let mut warn = |text: String| self.warnings.push((src, at.clone(), text));
         if matches!(status, 301..=303) && takes_post {
             warn(format!("rule `{name}`: a {status} redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body"));
@@ -461,6 +469,13 @@ impl Builder<'_> {
         vars: &Vars<'_>,
     ) -> Option<Rule> {
         let kind = f.kind.clone().unwrap_or_else(|| "fallback".to_owned());
+        self.advise(
+            ("fallback", &kind),
+            (&f.redirect, &f.forward),
+            None,
+            src,
+            path,
+        );
         let action = self.action(
             "fallback",
             (&f.redirect, &f.forward, &f.gone),
@@ -579,7 +594,9 @@ impl Builder<'_> {
                 ok = false;
             }
         }
-        self.advise(r, methods.as_deref(), src, path);
+        let kind = r.kind.as_deref().unwrap_or(&r.name);
+        let actions = (&r.redirect, &r.forward);
+        self.advise((&r.name, kind), actions, methods.as_deref(), src, path);
         let action = self.action(
             &r.name,
             (&r.redirect, &r.forward, &r.gone),
@@ -1172,15 +1189,16 @@ mod tests {
     #[test]
     fn check_warns_of_answers_legacy_clients_do_not_survive() {
         let yaml = format!(
-            "{HEAD}profiles:\n  p:\n    rules:\n      - {{ name: form, match: /form, redirect: {{ to: \"https://{{web}}/\", status: 302 }} }}\n      - {{ name: sms, kind: sms_callback, match: /sms, methods: [POST], redirect: \"https://{{web}}/sms\" }}\n      - {{ name: api, kind: api, match: /api, redirect: \"https://{{web}}/api\" }}\n      - {{ name: old, match: /old, methods: [GET], redirect: {{ to: \"https://{{web}}/\", status: 301 }} }}\n      - {{ name: fine, match: /fine, redirect: \"https://{{web}}/fine\" }}\n      - {{ name: both, kind: api, match: /both, redirect: \"https://{{web}}/b\", forward: {{ upstream: api }} }}\ntenants:\n  - {{ id: t1, hosts: [t1.example], profile: p }}\n  - {{ id: t2, hosts: [t2.example], profile: p, vars: {{ web: other.example }} }}\n"
+            "{HEAD}profiles:\n  p:\n    fallback: {{ redirect: {{ to: \"https://{{web}}/\", status: 303 }} }}\n    rules:\n      - {{ name: form, match: /form, redirect: {{ to: \"https://{{web}}/\", status: 302 }} }}\n      - {{ name: sms, kind: sms_callback, match: /sms, methods: [POST], redirect: \"https://{{web}}/sms\" }}\n      - {{ name: api, kind: api, match: /api, redirect: \"https://{{web}}/api\" }}\n      - {{ name: old, match: /old, methods: [GET], redirect: {{ to: \"https://{{web}}/\", status: 301 }} }}\n      - {{ name: fine, match: /fine, redirect: \"https://{{web}}/fine\" }}\n      - {{ name: both, kind: api, match: /both, redirect: \"https://{{web}}/b\", forward: {{ upstream: api }} }}\ntenants:\n  - {{ id: t1, hosts: [t1.example], profile: p }}\n  - {{ id: t2, hosts: [t2.example], profile: p, vars: {{ web: other.example }} }}\n"
         );
         assert_eq!(
             warnings(&yaml),
             [
-                "main.yaml:7: warning: rule `form`: a 302 redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body",
-                "main.yaml:8: warning: rule `sms`: SMS and payment webhook senders treat a redirect as a failure or do not follow it; forward it instead (`forward: { upstream: … }`)",
-                "main.yaml:9: warning: rule `api`: scripted API clients drop `Authorization` when a redirect crosses to another host (curl, Python requests, Java, .NET); forward it, or add `forward:` beside `redirect:` so that only browsers are redirected",
-                "main.yaml:10: warning: rule `old`: browsers keep a permanent (301) redirect for good, so a wrong mapping can never be taken back; use 307 until the move is final",
+                "main.yaml:6: warning: rule `fallback`: a 303 redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body",
+                "main.yaml:8: warning: rule `form`: a 302 redirect turns a POST into a GET and drops its body (browsers and most HTTP clients do); use 307, or 308 once the move is final, which keep the method and the body",
+                "main.yaml:9: warning: rule `sms`: SMS and payment webhook senders treat a redirect as a failure or do not follow it; forward it instead (`forward: { upstream: … }`)",
+                "main.yaml:10: warning: rule `api`: scripted API clients drop `Authorization` when a redirect crosses to another host (curl, Python requests, Java, .NET); forward it, or add `forward:` beside `redirect:` so that only browsers are redirected",
+                "main.yaml:11: warning: rule `old`: browsers keep a permanent (301) redirect for good, so a wrong mapping can never be taken back; use 307 until the move is final",
             ]
         );
     }
