@@ -44,11 +44,12 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 const PASS_AT_LEAST_EVERY: i64 = 3600;
 
 /// The hosts of `table` that ACME is to certify (sorted), and its wildcard hosts that no
-/// operator certificate covers (which ACME cannot).
+/// operator certificate covers (which ACME cannot). A name of one label (`localhost`) is no
+/// name a public CA certifies: it is left out.
 pub fn coverage(table: &Table, operator: Option<&CertStore>) -> (Vec<String>, Vec<String>) {
     let covered = |name: &str| operator.is_some_and(|o| o.covers(name));
     let mut order: Vec<String> = (table.exact_hosts())
-        .filter(|h| !covered(h))
+        .filter(|h| h.contains('.') && !covered(h))
         .map(str::to_owned)
         .collect();
     order.sort();

@@ -12,8 +12,8 @@ use crate::common::{free_port, Gateway, Log, TestCa};
 const ISSUED: &str = "signpost_acme_orders_total{result=\"issued\"} ";
 const FAILED_UNREACHABLE: &str = "signpost_acme_failures_total{reason=\"unreachable\"} ";
 
-/// A config with one tenant of four hosts: two to order, one an operator certificate covers,
-/// one wildcard (which ACME cannot prove).
+/// A config with one tenant of five hosts: two to order, one an operator certificate covers,
+/// one wildcard (which ACME cannot prove), one of a single label (no public CA certifies it).
 fn write_config(dir: &Path, http_port: u16, pebble: &Pebble) -> std::path::PathBuf {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
@@ -25,7 +25,7 @@ fn write_config(dir: &Path, http_port: u16, pebble: &Pebble) -> std::path::PathB
          tls: {{ certs: certs }}\n\
          acme:\n  email: ops@exempel.com\n  directory: {directory}\n  ca: {ca}\n\
          profiles:\n  p:\n    fallback: {{ redirect: \"https://web.flexhrm.com/\" }}\n\
-         tenants:\n  - id: exempel\n    hosts: [hrm.exempel.com, timeclock.exempel.com, covered.exempel.com, \"*.wild.exempel.com\"]\n    profile: p\n",
+         tenants:\n  - id: exempel\n    hosts: [hrm.exempel.com, timeclock.exempel.com, covered.exempel.com, \"*.wild.exempel.com\", localhost]\n    profile: p\n",
         directory = pebble.directory,
         ca = pebble.api_ca.display(),
     );
