@@ -17,9 +17,7 @@ fn table_with(extra: usize) -> Table {
     let certs = format!("certs: {}", root.join("certs").display());
     let example = std::fs::read_to_string(root.join("config/example.yaml")).unwrap();
     // Without the quick start's local stand-in (its CA path is relative to config/).
-    let lines = example.lines().filter(|l| !l.contains("stand-in"));
-    let mut yaml: String = lines.map(|l| format!("{l}\n")).collect();
-    yaml = yaml.replace("certs: ../certs", &certs);
+    let mut yaml = signpost::init::without_stand_in(&example).replace("certs: ../certs", &certs);
     for i in 0..extra {
         yaml.push_str(&format!("  - {{ id: t{i}, customer_number: \"{i}\", hosts: [c{i}.flexhosting.se], profile: flexhrm }}\n"));
     }

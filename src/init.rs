@@ -69,15 +69,12 @@ pub fn render(req: &InitRequest) -> String {
          listen:\n  http: 0.0.0.0:80\n",
         host = req.host
     );
-    if req.certs.is_some() || req.acme.is_some() {
-        out.push_str(
-            "  https: 0.0.0.0:443\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
-        );
+    out.push_str(if req.certs.is_some() || req.acme.is_some() {
+        "  https: 0.0.0.0:443\n"
     } else {
-        out.push_str(
-            "  # https: 0.0.0.0:443          # add with `acme: { email: … }`, or `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n",
-        );
-    }
+        "  # https: 0.0.0.0:443          # add with `acme: { email: … }`, or `tls: { certs: FOLDER }` of NAME.crt + NAME.key\n"
+    });
+    out.push_str("  admin: 127.0.0.1:9090\nserver:\n  grace_period: 10s\n");
     if let Some(dir) = &req.certs {
         out.push_str(&format!("tls:\n  certs: {}\n", dir.display()));
     }
@@ -89,14 +86,7 @@ pub fn render(req: &InitRequest) -> String {
         ));
     }
     out.push_str(section("vars"));
-    // The example's upstreams without the quick start's local stand-in.
-    let upstreams = section("upstreams")
-        .lines()
-        .filter(|l| !l.contains("stand-in"));
-    upstreams.for_each(|line| {
-        out.push_str(line);
-        out.push('\n');
-    });
+    out.push_str(&without_stand_in(section("upstreams")));
     if let Some(onprem) = &req.onprem {
         out.push_str(&format!(
             "  onprem:                      # your old server, until the move\n    url: {onprem}\n"
@@ -120,6 +110,13 @@ pub fn render(req: &InitRequest) -> String {
         }
     }
     out
+}
+
+/// `text` (the example, or part of it) without the quick start's local stand-in for the new
+/// domains: every line that names it is left out, and the upstreams reach the real domains.
+pub fn without_stand_in(text: &str) -> String {
+    let lines = text.lines().filter(|l| !l.contains("stand-in"));
+    lines.flat_map(|l| [l, "\n"]).collect()
 }
 
 /// The Debian package's `/etc/signpost/signpost.yaml`: a starting point that routes nothing,

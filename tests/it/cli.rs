@@ -358,11 +358,11 @@ fn init_checks_its_certificates_and_move_date() {
     let out_dir = dir.path().join("etc");
     std::fs::create_dir(&out_dir).unwrap();
     let output = out_dir.join("signpost.yaml");
-    let init = |extra: &[&str]| {
+    let init = |host: &str, extra: &[&str]| {
         let mut args = vec![
             "init",
             "--host",
-            "hrm.exempel.com",
+            host,
             "--customer-number",
             "5678",
             "--output",
@@ -372,23 +372,13 @@ fn init_checks_its_certificates_and_move_date() {
         signpost(&args)
     };
     // Relative to the working directory (the repo), not to the output's folder.
-    let out = init(&["--certs", "certs"]);
+    let out = init("hrm.exempel.com", &["--certs", "certs"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let written = std::fs::read_to_string(&output).unwrap();
     let absolute = format!("  certs: {}\n", repo().join("certs").display());
     assert!(written.contains(&absolute), "{written}");
     std::fs::remove_file(&output).unwrap();
-    let out = signpost(&[
-        "init",
-        "--host",
-        "hrm.annat.se",
-        "--customer-number",
-        "1",
-        "--certs",
-        "certs",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let out = init("hrm.annat.se", &["--certs", "certs"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains(&format!(
@@ -398,12 +388,15 @@ fn init_checks_its_certificates_and_move_date() {
         "{}",
         text(&out)
     );
-    let out = init(&[
-        "--onprem",
-        "https://old.internal",
-        "--move-at",
-        "2020-01-01T00:00:00Z",
-    ]);
+    let out = init(
+        "hrm.exempel.com",
+        &[
+            "--onprem",
+            "https://old.internal",
+            "--move-at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("--move-at 2020-01-01T00:00:00Z is in the past"),
