@@ -296,7 +296,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|l| l.redacted_path.as_deref())
             .unwrap_or(head.uri.path());
-        let tenant = ctx.route.as_ref().map_or("_unknown", |l| &*l.tenant);
+        let tenant = ctx.route.as_ref().map_or("_unknown", |l| l.tenant());
         format!("{} {path} (tenant {tenant})", head.method)
     }
 

@@ -18,7 +18,7 @@ pub use crate::protocol::Scheme;
 use crate::table::challenge;
 use crate::table::pattern::Captures;
 use crate::table::template::{Context, ControlCharacter};
-use crate::table::{Action, Forward, Phase, PhasePlan, Redirect, Rule, Table, Tenant};
+use crate::table::{Action, Forward, Kind, Meter, Phase, PhasePlan, Redirect, Rule, Table, Tenant};
 use crate::upstream::Upstream;
 use jiff::Timestamp;
 
@@ -82,12 +82,20 @@ pub enum Decision<'t> {
 /// The labels are `Arc<str>` from the table: cloning them allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Labels {
-    pub tenant: Arc<str>,
-    pub kind: Arc<str>,
+    /// The tenant's id (`meter.tenant`) and request counts.
+    pub meter: triomphe::Arc<Meter>,
+    pub kind: Kind,
     pub rule: Arc<str>,
     pub action: &'static str,
     /// The path with redacted captures replaced, when the rule redacts any.
     pub redacted_path: Option<String>,
+}
+
+impl Labels {
+    /// The tenant's id.
+    pub fn tenant(&self) -> &str {
+        &self.meter.tenant
+    }
 }
 
 impl Routed<'_, '_> {
@@ -96,7 +104,7 @@ impl Routed<'_, '_> {
         let path = &*self.path;
         let tenant = self.tenant?;
         let (kind, rule) = self.rule.map_or_else(
-            || (Arc::from("_none"), Arc::from("")),
+            || (Kind::none(), Arc::from("")),
             |r| (r.kind.clone(), r.name.clone()),
         );
         let redacted_path = self
@@ -104,7 +112,7 @@ impl Routed<'_, '_> {
             .filter(|r| !r.redact.is_empty())
             .map(|r| self.captures.redact(path, &r.redact));
         Some(Labels {
-            tenant: tenant.id.clone(),
+            meter: tenant.meter.clone(),
             kind,
             rule,
             action: self.decision.action(),

@@ -23,8 +23,8 @@ use crate::table::host::{index_key, HostIndex};
 use crate::table::pattern::{is_name, Matcher, Pattern};
 use crate::table::template::Template;
 use crate::table::{
-    Action, Brownout, Forward, Gate, Phase, PhasePlan, Profile, Redirect, Rule, RuleSet, Schedule,
-    Signals, Table, Tenant,
+    Action, Brownout, Forward, Gate, Kind, Meter, Phase, PhasePlan, Profile, Redirect, Rule,
+    RuleSet, Schedule, Signals, Table, Tenant,
 };
 use crate::tls::CertStore;
 use crate::upstream::{self, Upstream, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
@@ -74,7 +74,7 @@ pub fn build(
     let profiles = b.profiles(main, includes);
     let all_tenants =
         std::iter::once((0, &main.tenants)).chain(includes.iter().map(|(s, f)| (*s, &f.tenants)));
-    let (hosts, tenants) = b.tenants(all_tenants, &profiles, &main.vars);
+    let (hosts, tenants) = b.tenants(all_tenants, &profiles, &main.vars, previous);
     if !b.problems.is_empty() {
         return Err(b.into_errors());
     }
@@ -219,8 +219,13 @@ impl Builder<'_> {
         all_tenants: impl Iterator<Item = (usize, &'a Vec<FileTenant>)> + Clone,
         profiles: &HashMap<&str, ProfileSource<'_>>,
         vars: &BTreeMap<String, String>,
+        previous: Option<&Table>,
     ) -> (HostIndex, Vec<Tenant>) {
         let root = YamlPath::root();
+        // A tenant the running table has keeps its meter, and with it its counts.
+        let meters: HashMap<&str, &triomphe::Arc<Meter>, foldhash::fast::RandomState> = previous
+            .map(|p| p.tenants().iter().map(|t| (&*t.id, &t.meter)).collect())
+            .unwrap_or_default();
         // Everything sized up front: a tenant is a few hundred bytes, and growing the vector
         // copied all of them (100 000 in a large fleet) several times over, into fresh pages.
         let count = all_tenants.clone().map(|(_, list)| list.len()).sum();
@@ -250,7 +255,8 @@ impl Builder<'_> {
                 // A failed tenant still takes its index in `host_owner`, so that the indexes
                 // in `hosts` name the right tenant in later errors; the table is discarded
                 // anyway.
-                if let Some(tenant) = self.tenant(t, src, &path, profiles, vars) {
+                let meter = meters.get(t.id.as_str()).map(|m| triomphe::Arc::clone(m));
+                if let Some(tenant) = self.tenant(t, src, &path, profiles, vars, meter) {
                     if hosts_ok {
                         tenants.push(tenant);
                     }
@@ -486,7 +492,7 @@ impl Builder<'_> {
         )?;
         Some(Rule {
             name: "fallback".into(),
-            kind: kind.into(),
+            kind: Kind::new(&kind),
             action,
             redact: Box::new([]),
         })
@@ -607,7 +613,7 @@ impl Builder<'_> {
         );
         let rule = Rule {
             name: r.name.as_str().into(),
-            kind: r.kind.as_deref().unwrap_or(&r.name).into(),
+            kind: Kind::new(kind),
             action: action?,
             redact: r
                 .redact
@@ -776,6 +782,7 @@ impl Builder<'_> {
         path: &YamlPath,
         profiles: &HashMap<&str, ProfileSource<'_>>,
         global: &BTreeMap<String, String>,
+        meter: Option<triomphe::Arc<Meter>>,
     ) -> Option<Tenant> {
         let Some(profile_source) = profiles.get(t.profile.as_str()) else {
             let problem = Problem::UnknownProfile {
@@ -845,16 +852,20 @@ impl Builder<'_> {
                 },
             );
         }
-        (self.problems.len() == before).then(|| Tenant {
-            source_hash: hash_of(t),
-            id: t.id.as_str().into(),
-            customer_number: t.customer_number.as_deref().unwrap_or("").into(),
-            contact: t.contact.as_deref().map(Into::into),
-            rules,
-            profile,
-            signals: (signals.deprecation.is_some() || signals.sunset_at.is_some())
-                .then(|| Box::new(signals)),
-            schedule,
+        (self.problems.len() == before).then(|| {
+            let id: Arc<str> = t.id.as_str().into();
+            Tenant {
+                source_hash: hash_of(t),
+                meter: meter.unwrap_or_else(|| triomphe::Arc::new(Meter::new(id.clone()))),
+                id,
+                customer_number: t.customer_number.as_deref().unwrap_or("").into(),
+                contact: t.contact.as_deref().map(Into::into),
+                rules,
+                profile,
+                signals: (signals.deprecation.is_some() || signals.sunset_at.is_some())
+                    .then(|| Box::new(signals)),
+                schedule,
+            }
         })
     }
 
@@ -984,7 +995,7 @@ impl Builder<'_> {
                 let action = self.action(&name, actions, &[], src, at, vars)?;
                 Some(PhasePlan::All(Rule {
                     name: name.as_str().into(),
-                    kind: p.kind.as_deref().unwrap_or("phase").into(),
+                    kind: Kind::new(p.kind.as_deref().unwrap_or("phase")),
                     action,
                     redact: Box::default(),
                 }))

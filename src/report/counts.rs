@@ -3,19 +3,20 @@
 //!
 //! The prometheus crate keeps, for every label combination, a child holding its own copy of
 //! the metric's description (name, help text, label names) and of its label pairs: about
-//! 800 bytes each, 80 MB for 100 000 tenants once each has been called. Here a combination
-//! is a small entry whose tenant and kind share the routing table's strings, in a map of the
-//! worker thread's own (as the census' shards: never contended but by a scrape), and the
-//! labelled series are written only when `/metrics` is read, straight into the response
-//! ([`super::exposition`]). Counting takes no lock that another
-//! worker could hold, where the crate's vector takes one read lock that every worker shares.
+//! 800 bytes each, 80 MB for 100 000 tenants once each has been called. Here a request is
+//! counted in its tenant's [`Meter`], which its labels already hold (one atomic add, no
+//! lookup, no lock), and the labelled series are written only when `/metrics` is read,
+//! straight into the response ([`super::exposition`]). The rare combination a meter has no
+//! slot for is counted in a map of the worker thread's own (as the census' shards: never
+//! contended but by a scrape).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 
 use super::exposition;
 use super::slot::{self, SLOTS};
+use crate::table::{Kind, Meter, Table};
 
 const NAME: &str = "signpost_requests_total";
 const HELP: &str = "Requests on legacy hosts, by outcome.";
@@ -23,10 +24,10 @@ const HELP: &str = "Requests on legacy hosts, by outcome.";
 /// and up to 20 digits of count.
 const LINE_OVERHEAD: usize = r#"{action="",code="000",kind="",tenant=""} "#.len() + 21;
 
-/// One label combination and its count in one shard.
+/// One combination a meter had no slot for, and its count in one shard.
 struct Entry {
-    tenant: Arc<str>,
-    kind: Arc<str>,
+    meter: triomphe::Arc<Meter>,
+    kind: Kind,
     action: &'static str,
     code: u16,
     count: u64,
@@ -41,37 +42,51 @@ pub struct RequestCounts {
 }
 
 struct Inner {
-    shards: Box<[Mutex<Shard>]>,
+    /// Combinations past a meter's slots, per worker.
+    overflow: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::RandomState,
-    /// The labels of a request refused before a tenant was found.
-    unknown: (Arc<str>, Arc<str>),
+    /// Requests refused before a tenant was found (tenant `_unknown`, kind `_none`).
+    unknown: triomphe::Arc<Meter>,
 }
 
 impl Default for RequestCounts {
     fn default() -> Self {
         RequestCounts {
             inner: Arc::new(Inner {
-                shards: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
+                overflow: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
                 hasher: foldhash::fast::RandomState::default(),
-                unknown: ("_unknown".into(), "_none".into()),
+                unknown: triomphe::Arc::new(Meter::new("_unknown".into())),
             }),
         }
     }
 }
 
 impl RequestCounts {
-    /// Counts one request; allocates only for a combination this worker has not seen.
-    pub fn inc(&self, tenant: &Arc<str>, kind: &Arc<str>, action: &'static str, code: u16) {
+    /// Counts one request in its tenant's meter; allocates only for a combination the meter
+    /// has no slot for and this worker has not seen.
+    pub fn inc(&self, meter: &triomphe::Arc<Meter>, kind: &Kind, action: &'static str, code: u16) {
+        if !meter.count(kind, action, code) {
+            self.overflow(meter, kind, action, code);
+        }
+    }
+
+    /// Counts a request refused before a tenant was found (tenant `_unknown`, kind `_none`).
+    pub fn inc_unknown(&self, code: u16) {
+        self.inc(&self.inner.unknown, &Kind::none(), "reject", code);
+    }
+
+    fn overflow(&self, meter: &triomphe::Arc<Meter>, kind: &Kind, action: &'static str, code: u16) {
         let inner = &*self.inner;
-        let mut key = inner.hasher.hash_one((&**tenant, &**kind, action, code));
-        let Ok(mut shard) = inner.shards[slot::mine()].lock() else {
+        let at = triomphe::Arc::as_ptr(meter) as usize;
+        let mut key = inner.hasher.hash_one((at, &**kind, action, code));
+        let Ok(mut shard) = inner.overflow[slot::mine()].lock() else {
             return;
         };
         loop {
             match shard.get_mut(&key) {
                 Some(e)
-                    if *e.tenant == **tenant
-                        && *e.kind == **kind
+                    if triomphe::Arc::ptr_eq(&e.meter, meter)
+                        && e.kind == *kind
                         && e.action == action
                         && e.code == code =>
                 {
@@ -81,38 +96,56 @@ impl RequestCounts {
                 // Another combination with the same 64-bit hash: the next slot.
                 Some(_) => key = key.wrapping_add(1),
                 None => {
-                    shard.insert(
-                        key,
-                        Entry {
-                            tenant: tenant.clone(),
-                            kind: kind.clone(),
-                            action,
-                            code,
-                            count: 1,
-                        },
-                    );
+                    let entry = Entry {
+                        meter: meter.clone(),
+                        kind: kind.clone(),
+                        action,
+                        code,
+                        count: 1,
+                    };
+                    shard.insert(key, entry);
                     return;
                 }
             }
         }
     }
 
-    /// Counts a request refused before a tenant was found (tenant `_unknown`, kind `_none`).
-    pub fn inc_unknown(&self, code: u16) {
-        let (tenant, kind) = &self.inner.unknown;
-        self.inc(tenant, kind, "reject", code);
-    }
-
-    /// Writes the counter in the Prometheus text format: every combination's count, summed
-    /// over the workers, by tenant.
-    pub fn write_text(&self, out: &mut Vec<u8>) {
-        // Copied out first (the strings are shared, not copied), so that no worker waits on
-        // its shard while the text is written.
-        let mut rows: Vec<Row> = Vec::new();
-        for shard in self.inner.shards.iter() {
-            let Ok(shard) = shard.lock() else { continue };
+    /// Writes the counter in the Prometheus text format: every combination's count (summed
+    /// over the meter and the workers' overflow) of the tenants in `table`, by tenant. A
+    /// reload that removes a tenant removes its series.
+    pub fn write_text(&self, table: &Table, out: &mut Vec<u8>) {
+        let meters = table.tenants().iter().map(|t| &t.meter);
+        let meters = meters.chain(std::iter::once(&self.inner.unknown));
+        let mut rows: Vec<Row> = meters
+            .clone()
+            .flat_map(|m| {
+                m.each().map(|c| Row {
+                    labels: (m.tenant.clone(), c.kind, c.action, c.code),
+                    count: c.count,
+                })
+            })
+            .collect();
+        let mut current: Option<HashSet<*const Meter>> = None;
+        for shard in self.inner.overflow.iter() {
+            let Ok(mut shard) = shard.lock() else {
+                continue;
+            };
+            if shard.is_empty() {
+                continue;
+            }
+            let current =
+                current.get_or_insert_with(|| meters.clone().map(triomphe::Arc::as_ptr).collect());
+            // A tenant no table has any more is forgotten, as its meter is.
+            shard.retain(|_, e| current.contains(&triomphe::Arc::as_ptr(&e.meter)));
+            // Copied out (the strings are shared, not copied), so that no worker waits on
+            // its shard while the text is written.
             rows.extend(shard.values().map(|e| Row {
-                labels: (e.tenant.clone(), e.kind.clone(), e.action, e.code),
+                labels: (
+                    e.meter.tenant.clone(),
+                    e.kind.name.clone(),
+                    e.action,
+                    e.code,
+                ),
                 count: e.count,
             }));
         }
@@ -123,7 +156,7 @@ impl RequestCounts {
         exposition::family(out, NAME, HELP, "counter");
         let mut rows = rows.into_iter().peekable();
         while let Some(Row { labels, mut count }) = rows.next() {
-            // The same combination counted by several workers.
+            // The same combination counted in several places.
             while let Some(next) = rows.next_if(|n| n.labels == labels) {
                 count += next.count;
             }
@@ -143,7 +176,7 @@ impl RequestCounts {
     }
 }
 
-/// One combination's count in one shard, as a scrape copies it out.
+/// One combination's count in one place, as a scrape copies it out.
 struct Row {
     /// (tenant, kind, action, code): the order of the lines.
     labels: (Arc<str>, Arc<str>, &'static str, u16),
@@ -162,22 +195,38 @@ impl Row {
 mod tests {
     use super::*;
 
+    fn example(previous: Option<&Table>) -> Table {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+        crate::config::load(&path, previous).unwrap().table
+    }
+
     #[test]
-    fn counts_from_every_worker_add_up_in_the_text_format() {
+    fn counts_from_every_worker_add_up_in_the_text_format_and_survive_a_reload() {
         let counts = RequestCounts::default();
-        let (acme, web): (Arc<str>, Arc<str>) = ("acme".into(), "web".into());
+        let first = example(None);
+        let acme = first.tenants()[0].meter.clone();
+        assert_eq!(&*acme.tenant, "acme");
+        let (web, api) = (Kind::new("web"), Kind::new("api"));
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..1000 {
                         counts.inc(&acme, &web, "redirect", 307);
                     }
-                    counts.inc(&"_unknown".into(), &"_none".into(), "reject", 421);
+                    // Past the meter's four slots: counted in the worker's overflow.
+                    for code in [200, 201, 202, 203, 204] {
+                        counts.inc(&acme, &api, "forward", code);
+                    }
+                    counts.inc_unknown(421);
                 });
             }
         });
+        // What the first table counted, the next one (a reload) reports.
+        let table = example(Some(&first));
+        assert!(triomphe::Arc::ptr_eq(&table.tenants()[0].meter, &acme));
+        drop(first);
         let mut text = Vec::new();
-        counts.write_text(&mut text);
+        counts.write_text(&table, &mut text);
         let text = String::from_utf8(text).unwrap();
         assert!(
             text.contains("# TYPE signpost_requests_total counter"),
@@ -187,9 +236,22 @@ mod tests {
             text.contains(r#"signpost_requests_total{action="redirect",code="307",kind="web",tenant="acme"} 4000"#),
             "{text}"
         );
+        for code in [200, 201, 202, 203, 204] {
+            let line = format!(
+                r#"signpost_requests_total{{action="forward",code="{code}",kind="api",tenant="acme"}} 4"#
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
         assert!(
             text.contains(r#"signpost_requests_total{action="reject",code="421",kind="_none",tenant="_unknown"} 4"#),
             "{text}"
         );
+        // A table without the tenant: its series are gone, overflow included.
+        let mut text = Vec::new();
+        let empty = Table::new(Default::default(), Vec::new(), Vec::new());
+        counts.write_text(&empty, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains(r#"tenant="acme""#), "{text}");
+        assert!(text.contains(r#"tenant="_unknown""#), "{text}");
     }
 }

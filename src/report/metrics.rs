@@ -232,7 +232,7 @@ impl Metrics {
     ) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        self.requests.write_text(&mut out);
+        self.requests.write_text(table, &mut out);
         write_tenant_gauges(table, now, &mut out);
         if let Some(certs) = certs {
             write_certificate_expiries(certs, &mut out);

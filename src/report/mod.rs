@@ -18,6 +18,7 @@ use http::{HeaderMap, Method, Version};
 
 use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
+use crate::table::{Kind, Meter};
 use access::{AccessLog, Line};
 use census::identity::capped_user_agent;
 use census::{Caller, Census};
@@ -71,8 +72,8 @@ impl Recorder {
         let agent = format!("(TLS handshake failed: {reason}; offers at most {version})");
         let path = sni.map_or_else(|| "(no SNI)".to_owned(), |name| format!("sni:{name}"));
         self.census.record(
-            &Arc::from(tenant),
-            &Arc::from("tls"),
+            &triomphe::Arc::new(Meter::new(tenant.into())),
+            &Kind::new("tls"),
             Caller::anonymous(&agent, peer),
             &path,
             0,
@@ -83,14 +84,14 @@ impl Recorder {
         let status = http::StatusCode::from_u16(f.status).ok();
         let code = status.as_ref().map_or("0", |s| s.as_str());
         let (tenant, kind, rule, action) = match f.labels {
-            Some(l) => (&*l.tenant, &*l.kind, &*l.rule, l.action),
+            Some(l) => (l.tenant(), &*l.kind, &*l.rule, l.action),
             None => ("_unknown", "_none", "", "reject"),
         };
         match f.labels {
             Some(l) => self
                 .metrics
                 .requests
-                .inc(&l.tenant, &l.kind, l.action, f.status),
+                .inc(&l.meter, &l.kind, l.action, f.status),
             None => self.metrics.requests.inc_unknown(f.status),
         }
         self.metrics
@@ -114,7 +115,7 @@ impl Recorder {
             // The CA checking a challenge is not a legacy client.
             if l.action != crate::route::CHALLENGE_ACTION {
                 self.census
-                    .record(&l.tenant, &l.kind, caller, path, f.status);
+                    .record(&l.meter, &l.kind, caller, path, f.status);
             }
         }
         if !self.access.enabled() {

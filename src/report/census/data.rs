@@ -1,12 +1,12 @@
-//! The census table one background task owns: a bounded LRU of client rows, the per-kind
-//! timeline behind the 48-hour chart and the per-tenant day counts behind the summary.
+//! The census table one background task owns: a bounded table of client rows (the least
+//! recently seen evicted first), the per-kind timeline behind the 48-hour chart and the
+//! per-tenant day counts behind the summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lru::LruCache;
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use super::now;
@@ -20,7 +20,14 @@ const DAYS: usize = 8;
 
 pub struct Data {
     /// Keyed by a hash of (tenant, kind, client id): no strings are built to look a row up.
-    pub clients: LruCache<u64, Row>,
+    /// A plain map, not a linked LRU: with 100 000 tenants, moving a row to the front of a
+    /// list touched two more cold rows (its neighbours) for every row the drain folded.
+    clients: HashMap<u64, Row, foldhash::fast::RandomState>,
+    capacity: usize,
+    /// The next rows to evict, oldest first, as (key, last seen when chosen): found by one
+    /// pass over the table for an eighth of its capacity at a time, so that a full table
+    /// evicts in constant time per row.
+    victims: VecDeque<(u64, u64)>,
     keys: foldhash::fast::RandomState,
     /// bucket start → kind → count
     timeline: BTreeMap<u64, BTreeMap<String, u64>>,
@@ -65,7 +72,9 @@ impl Row {
 impl Data {
     pub fn new(capacity: NonZeroUsize) -> Self {
         Data {
-            clients: LruCache::new(capacity),
+            clients: HashMap::default(),
+            capacity: capacity.get(),
+            victims: VecDeque::new(),
             keys: foldhash::fast::RandomState::default(),
             timeline: BTreeMap::new(),
             days: BTreeMap::new(),
@@ -137,12 +146,49 @@ impl Data {
                 row.count += s.count;
                 return false;
             }
-        }
-        let evicted = self.clients.push(key, s).is_some_and(|(k, _)| k != key);
-        if evicted {
+            // The colliding row gives way, as an evicted one.
+            self.clients.insert(key, s);
             self.evictions += 1;
+            return true;
         }
+        let evicted = self.clients.len() >= self.capacity && self.evict_one();
+        self.clients.insert(key, s);
         evicted
+    }
+
+    /// Evicts the least recently seen row (of those seen before the last pass over the
+    /// table, the oldest).
+    fn evict_one(&mut self) -> bool {
+        loop {
+            let Some((key, seen)) = self.victims.pop_front() else {
+                self.choose_victims();
+                if self.victims.is_empty() {
+                    return false;
+                }
+                continue;
+            };
+            // Seen again since it was chosen (or gone): not a victim any more.
+            if self.clients.get(&key).is_some_and(|r| r.last_seen == seen) {
+                self.clients.remove(&key);
+                self.evictions += 1;
+                return true;
+            }
+        }
+    }
+
+    fn choose_victims(&mut self) {
+        let mut all: Vec<(u64, u64)> = self
+            .clients
+            .iter()
+            .map(|(key, row)| (row.last_seen, *key))
+            .collect();
+        let n = (self.capacity / 8).clamp(1, all.len().max(1));
+        if n < all.len() {
+            all.select_nth_unstable(n);
+            all.truncate(n);
+        }
+        all.sort_unstable();
+        self.victims = all.into_iter().map(|(seen, key)| (key, seen)).collect();
     }
 
     /// Drops the rows last seen before `cutoff` (Unix seconds): `census.retention`.
@@ -154,7 +200,7 @@ impl Data {
             .map(|(key, _)| *key)
             .collect();
         for key in old {
-            self.clients.pop(&key);
+            self.clients.remove(&key);
         }
         self.timeline.retain(|at, _| *at >= cutoff);
         self.days.retain(|day, _| day + DAY > cutoff);
@@ -170,7 +216,7 @@ impl Data {
             .map(|(key, _)| *key)
             .collect();
         for key in &rows {
-            self.clients.pop(key);
+            self.clients.remove(key);
         }
         rows.len()
     }
@@ -208,7 +254,7 @@ impl Data {
     /// strings was 30 MB, which the allocator kept.
     pub fn busiest(&self, n: usize) -> Vec<ClientRow> {
         let order = |a: &&Row, b: &&Row| b.count.cmp(&a.count).then(b.last_seen.cmp(&a.last_seen));
-        let mut rows: Vec<&Row> = self.clients.iter().map(|(_, r)| r).collect();
+        let mut rows: Vec<&Row> = self.clients.values().collect();
         if n < rows.len() {
             rows.select_nth_unstable_by(n, order);
             rows.truncate(n);
@@ -244,9 +290,14 @@ impl Data {
         })
     }
 
+    /// The number of client rows.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
     /// Loads a saved report (the state file) into an empty table.
     pub fn apply(&mut self, report: Report) {
-        // Oldest first, so the LRU order comes back as it was.
+        // Oldest first: past the capacity, the oldest give way.
         let mut rows = report.clients;
         rows.sort_by_key(|r| r.last_seen);
         for row in rows {
@@ -262,7 +313,10 @@ impl Data {
                 last_path: row.last_path,
                 last_status: row.last_status,
             };
-            self.clients.push(key, row);
+            if self.clients.len() >= self.capacity && !self.clients.contains_key(&key) {
+                self.evict_one();
+            }
+            self.clients.insert(key, row);
         }
         for p in report.timeline {
             *self
@@ -335,7 +389,7 @@ impl Serialize for Chunked<'_> {
         let mut rows = serializer.serialize_seq(None)?;
         for chunk in self.1.chunks(ROWS_PER_LOCK) {
             let data = lock::<S::Error>(self.0)?;
-            for row in chunk.iter().filter_map(|k| data.clients.peek(k)) {
+            for row in chunk.iter().filter_map(|k| data.clients.get(k)) {
                 rows.serialize_element(&row.to_client_row())?;
             }
         }
@@ -470,6 +524,33 @@ mod tests {
                 count: 4
             }]
         );
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen_and_spares_a_row_seen_again() {
+        let mut data = Data::new(NonZeroUsize::new(16).unwrap());
+        for i in 0..16 {
+            assert!(!data.record(sighting(&format!("t{i}"), "a", 1000 + i)));
+        }
+        // Full: t0 goes (t1 is chosen next, an eighth of the table at a time).
+        assert!(data.record(sighting("t16", "a", 1016)));
+        // t1 is seen again before its turn: kept, and the oldest after it goes instead.
+        assert!(!data.record(sighting("t1", "a", 1017)));
+        assert!(data.record(sighting("t17", "a", 1018)));
+        let mut tenants: Vec<String> = data
+            .report()
+            .clients
+            .into_iter()
+            .map(|r| r.tenant)
+            .collect();
+        tenants.sort();
+        let mut want: Vec<String> = (1..18)
+            .filter(|i| *i != 2)
+            .map(|i| format!("t{i}"))
+            .collect();
+        want.sort();
+        assert_eq!(tenants, want);
+        assert_eq!(data.evictions, 2);
     }
 
     #[test]
