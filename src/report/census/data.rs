@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use super::now;
@@ -48,7 +49,8 @@ pub struct Row {
     pub first_seen: u64,
     pub last_seen: u64,
     pub count: u64,
-    pub last_path: String,
+    /// Inline up to 24 bytes: most paths need no allocation, and replacing one frees none.
+    pub last_path: CompactString,
     pub last_status: u16,
 }
 
@@ -61,7 +63,7 @@ impl Row {
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             count: self.count,
-            last_path: self.last_path.clone(),
+            last_path: self.last_path.to_string(),
             last_status: self.last_status,
             customer_number: None,
             contact: None,
@@ -310,7 +312,7 @@ impl Data {
                 first_seen: row.first_seen,
                 last_seen: row.last_seen,
                 count: row.count,
-                last_path: row.last_path,
+                last_path: row.last_path.into(),
                 last_status: row.last_status,
             };
             if self.clients.len() >= self.capacity && !self.clients.contains_key(&key) {

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{AUTHORIZATION, USER_AGENT};
+use compact_str::CompactString;
 use http::HeaderMap;
 
 use super::metrics::Metrics;
@@ -53,7 +54,7 @@ struct Pending {
     first_seen: u64,
     last_seen: u64,
     count: u64,
-    path: String,
+    path: CompactString,
     status: u16,
 }
 
@@ -237,7 +238,7 @@ impl Census {
             first_seen: at,
             last_seen: at,
             count: 1,
-            path: path.to_owned(),
+            path: path.into(),
             status,
         };
         shard.insert(key, pending);

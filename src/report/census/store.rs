@@ -21,6 +21,7 @@ use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use tokio_postgres::{Client as Db, NoTls};
 
 use super::data::{Row, BUCKET_SECONDS};
@@ -121,7 +122,7 @@ struct Delta {
     first_seen: u64,
     last_seen: u64,
     count: u64,
-    last_path: String,
+    last_path: CompactString,
     last_status: u16,
 }
 
@@ -783,7 +784,7 @@ async fn write_batch(
             &num(&|d| d.first_seen),
             &num(&|d| d.last_seen),
             &num(&|d| d.count),
-            &text(&|d| d.last_path.clone()),
+            &text(&|d| d.last_path.to_string()),
             &rows.iter().map(|d| i32::from(d.last_status)).collect::<Vec<i32>>(),
         ],
     )
