@@ -255,7 +255,7 @@ impl Builder<'_> {
                 // A failed tenant still takes its index in `host_owner`, so that the indexes
                 // in `hosts` name the right tenant in later errors; the table is discarded
                 // anyway.
-                let meter = meters.get(t.id.as_str()).map(|m| triomphe::Arc::clone(m));
+                let meter = meters.get(t.id.as_str()).map(|&m| m.clone());
                 if let Some(tenant) = self.tenant(t, src, &path, profiles, vars, meter) {
                     if hosts_ok {
                         tenants.push(tenant);
@@ -853,11 +853,13 @@ impl Builder<'_> {
             );
         }
         (self.problems.len() == before).then(|| {
-            let id: Arc<str> = t.id.as_str().into();
+            // The id is the meter's: one copy of the name, however many reloads kept it.
+            let meter =
+                meter.unwrap_or_else(|| triomphe::Arc::new(Meter::new(t.id.as_str().into())));
             Tenant {
                 source_hash: hash_of(t),
-                meter: meter.unwrap_or_else(|| triomphe::Arc::new(Meter::new(id.clone()))),
-                id,
+                id: meter.tenant.clone(),
+                meter,
                 customer_number: t.customer_number.as_deref().unwrap_or("").into(),
                 contact: t.contact.as_deref().map(Into::into),
                 rules,

@@ -116,10 +116,11 @@ impl RequestCounts {
     pub fn write_text(&self, table: &Table, out: &mut Vec<u8>) {
         let meters = table.tenants().iter().map(|t| &t.meter);
         let meters = meters.chain(std::iter::once(&self.inner.unknown));
+        let kinds = Kind::names();
         let mut rows: Vec<Row> = meters
             .clone()
             .flat_map(|m| {
-                m.each().map(|c| Row {
+                m.each(&kinds).map(|c| Row {
                     labels: (m.tenant.clone(), c.kind, c.action, c.code),
                     count: c.count,
                 })

@@ -59,10 +59,9 @@ impl Kind {
         }
     }
 
-    /// The name a kind number stands for.
-    fn named(number: u32) -> Option<Arc<str>> {
-        let kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
-        kinds.get(number as usize).cloned()
+    /// Every kind's name, by number: taken once per scrape rather than once per slot.
+    pub fn names() -> Vec<Arc<str>> {
+        KINDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -147,15 +146,15 @@ impl Meter {
         false
     }
 
-    /// Every combination counted here.
-    pub fn each(&self) -> impl Iterator<Item = Counted> + '_ {
+    /// Every combination counted here; `kinds` is [`Kind::names`].
+    pub fn each<'a>(&'a self, kinds: &'a [Arc<str>]) -> impl Iterator<Item = Counted> + 'a {
         self.keys
             .iter()
             .zip(&self.counts)
             .filter_map(|(slot, count)| {
                 let key = slot.load(Ordering::Acquire).checked_sub(1)?;
                 Some(Counted {
-                    kind: Kind::named(key >> 13)?,
+                    kind: kinds.get((key >> 13) as usize)?.clone(),
                     action: ACTIONS[(key >> 10 & 7) as usize],
                     code: (key & 1023) as u16,
                     count: count.load(Ordering::Relaxed),
@@ -186,7 +185,7 @@ mod tests {
         assert!(!meter.count(&api, "gone", 410), "a fourth combination");
         assert!(!meter.count(&web, "no such action", 200));
         let mut counted: Vec<_> = meter
-            .each()
+            .each(&Kind::names())
             .map(|c| (c.kind.to_string(), c.action, c.code, c.count))
             .collect();
         counted.sort();

@@ -25,8 +25,8 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{AUTHORIZATION, USER_AGENT};
 use compact_str::CompactString;
+use http::header::{AUTHORIZATION, USER_AGENT};
 use http::HeaderMap;
 
 use super::metrics::Metrics;
