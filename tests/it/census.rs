@@ -630,3 +630,37 @@ async fn the_report_says_whom_to_contact_and_forgets_on_request() {
         );
     }
 }
+
+/// A request is counted in its tenant's meter on both doors (the front door's HTTP/1 and
+/// pingora's HTTP/2), and the counts survive a reload that keeps the tenant.
+#[tokio::test]
+async fn request_counts_add_up_over_both_doors_and_survive_a_reload() {
+    let gw = Gateway::start_example(None);
+    let doors = [
+        gw.client_builder("https").http1_only().build().unwrap(),
+        gw.client("https"),
+    ];
+    let url = gw.url("https://acme.flexhosting.se/Timeclock");
+    let series =
+        r#"signpost_requests_total{action="redirect",code="307",kind="timeclock",tenant="acme"} "#;
+    let mut versions = Vec::new();
+    for door in &doors {
+        let resp = door.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 307);
+        versions.push(resp.version());
+    }
+    assert_eq!(
+        versions,
+        [reqwest::Version::HTTP_11, reqwest::Version::HTTP_2]
+    );
+    assert_eq!(gw.metric(series), 2.0);
+    assert_eq!(gw.admin_post("/-/reload", &[]).0, 200);
+    for door in &doors {
+        assert_eq!(door.get(&url).send().await.unwrap().status(), 307);
+    }
+    assert_eq!(
+        gw.metric(series),
+        4.0,
+        "counted before the reload and after"
+    );
+}
