@@ -8,7 +8,9 @@
 //! The watcher watches *directories*, not files: editors save by writing a new file and
 //! renaming it over the old one, and Kubernetes swaps a ConfigMap by re-pointing the `..data`
 //! symlink; neither changes the watched file's inode. Events are debounced, and a reload runs
-//! only when the fingerprint of what was read (file contents, folder listings) has changed.
+//! only when the fingerprint of what a load reads (the config files' bytes, the files that
+//! `include` globs and `tls.certs` list) has changed: any other file in those folders is not
+//! an input, so a log written beside the config reloads nothing.
 //! Opening and reading files is not a change (the watcher's own reads would wake it again),
 //! and the folders are watched again after every event: a folder renamed away and back, or
 //! replaced by another, loses its watch.
@@ -46,6 +48,8 @@ pub struct ConfigInfo {
     pub files: Vec<String>,
     #[serde(skip)]
     pub watch: Vec<PathBuf>,
+    #[serde(skip)]
+    pub listed: Vec<PathBuf>,
 }
 
 /// The running config and everything that swaps with it.
@@ -84,7 +88,7 @@ impl Live {
     pub fn new(path: &Path, config: Config, metrics: Arc<Metrics>) -> Arc<Self> {
         let info = info_of(&config, 1);
         let ignore = OwnFiles::of(&config.settings);
-        let fingerprint = fingerprint(&info.watch, &config.files, &ignore);
+        let fingerprint = fingerprint(&info.listed, &config.files, &ignore);
         let live = Self {
             tables: Arc::new(ArcSwap::from_pointee(config.table)),
             certs: config.certs.map(|c| Arc::new(Certificates::new(c))),
@@ -123,7 +127,7 @@ impl Live {
         let files: Vec<PathBuf> = info.files.iter().map(PathBuf::from).collect();
         let ignore = self.ignore.clone();
         let current =
-            tokio::task::spawn_blocking(move || fingerprint(&info.watch, &files, &ignore))
+            tokio::task::spawn_blocking(move || fingerprint(&info.listed, &files, &ignore))
                 .await
                 .unwrap_or(0);
         if Some(current) != *slot {
@@ -152,23 +156,23 @@ impl Live {
             let ignore = &ignore;
             let running_files: Vec<PathBuf> = running.files.iter().map(PathBuf::from).collect();
             let before =
-                inputs.unwrap_or_else(|| fingerprint(&running.watch, &running_files, ignore));
+                inputs.unwrap_or_else(|| fingerprint(&running.listed, &running_files, ignore));
             let config = config::load(&path, Some(&prev))?;
             if let (Some(running), Some(next)) = (&running_certs, &config.certs) {
                 refuse_invalid_replacements(running, next)?;
             }
-            let fp = fingerprint(&config.watch, &config.files, ignore);
+            let fp = fingerprint(&config.listed, &config.files, ignore);
             // Files that changed while they were being read (a ConfigMap swapped during the
             // load) leave a config older than the files, while `fp` already describes the
             // newer ones: stored, it would hide that change from the watcher for good. Then
             // store nothing, and the event of that change reloads again. (Only the running
             // config's inputs are compared; a change to a file that only the new config
             // includes, made during the load, is not caught.)
-            let same_inputs = config.watch == running.watch && config.files == running_files;
+            let same_inputs = config.listed == running.listed && config.files == running_files;
             let after = if same_inputs {
                 fp
             } else {
-                fingerprint(&running.watch, &running_files, ignore)
+                fingerprint(&running.listed, &running_files, ignore)
             };
             Ok::<_, ConfigErrors>((config, (after == before).then_some(fp)))
         })
@@ -446,20 +450,24 @@ fn info_of(config: &Config, generation: u64) -> ConfigInfo {
             .map(|f| f.display().to_string())
             .collect(),
         watch: config.watch.clone(),
+        listed: config.listed.clone(),
     }
 }
 
-/// A hash of everything a reload would read: the listing of each watched folder (names, sizes,
-/// modification times, following symlinks) and the bytes of each config file.
-fn fingerprint(dirs: &[PathBuf], files: &[PathBuf], ignore: &OwnFiles) -> u64 {
+/// A hash of everything a reload would read: the files each of `listed` matches (names, sizes,
+/// modification times, following symlinks) and the bytes of each config file. Other files in
+/// the watched folders are left out: a file written there (Signpost's own stderr redirected
+/// beside its config) changed the fingerprint, so each write reloaded the config, and each
+/// reload's log line was another write.
+fn fingerprint(listed: &[PathBuf], files: &[PathBuf], ignore: &OwnFiles) -> u64 {
     let mut h = std::hash::BuildHasher::build_hasher(&foldhash::quality::FixedState::default());
-    for dir in dirs {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+    for pattern in listed {
+        let mut matches: Vec<PathBuf> = glob::glob(&pattern.to_string_lossy())
+            .map(|paths| paths.filter_map(Result::ok).collect())
             .unwrap_or_default();
-        entries.retain(|p| !ignore.contains(p));
-        entries.sort();
-        for path in entries {
+        matches.retain(|p| !ignore.contains(p));
+        matches.sort();
+        for path in matches {
             path.hash(&mut h);
             if let Ok(meta) = std::fs::metadata(&path) {
                 meta.len().hash(&mut h);

@@ -48,6 +48,10 @@ pub struct Config {
     /// Folders whose changes may change this config: those of the files read, of the
     /// `include` patterns, and `tls.certs`.
     pub watch: Vec<PathBuf>,
+    /// Patterns whose matches a load reads: the `include` globs and every file in
+    /// `tls.certs`. A file that starts or stops matching one changes the config; any other
+    /// file in a watched folder (a log written there, an editor's swap file) does not.
+    pub listed: Vec<PathBuf>,
 }
 
 /// Settings that shape the process rather than the routing.
@@ -176,6 +180,7 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
             watch.extend(settings.certs_dir.clone());
             watch.sort();
             watch.dedup();
+            let listed = listed(&main.include, base, settings.certs_dir.as_deref());
             Ok(Config {
                 settings,
                 table,
@@ -184,6 +189,7 @@ pub fn load(path: &Path, previous: Option<&Table>) -> Result<Config, ConfigError
                 hash: hash_sources(&sources),
                 files: sources.into_iter().map(|s| s.path).collect(),
                 watch,
+                listed,
             })
         }
         Ok(_) => Err(ConfigErrors(errors)),
@@ -414,13 +420,24 @@ fn tenant_chunks(text: &str) -> Option<Vec<String>> {
     Some(chunks)
 }
 
+/// The patterns whose matches a load reads (see [`Config::listed`]).
+fn listed(include: &[String], base: &Path, certs_dir: Option<&Path>) -> Vec<PathBuf> {
+    let certs =
+        certs_dir.map(|dir| Path::new(&glob::Pattern::escape(&dir.to_string_lossy())).join("*"));
+    let globs = include.iter().filter(|p| is_glob(p)).map(|p| base.join(p));
+    globs.chain(certs).collect()
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
 /// Files named by one `include:` entry, relative to the including file, in name order.
 /// A glob may match nothing (a fresh `tenants.d/`); a plain path must exist.
 fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     let full = base.join(pattern);
     let text = full.to_string_lossy();
-    let is_glob = pattern.contains(['*', '?', '[']);
-    if !is_glob {
+    if !is_glob(pattern) {
         return if full.is_file() {
             Ok(vec![full])
         } else {

@@ -354,3 +354,39 @@ async fn its_own_log_and_census_files_beside_the_config_reload_nothing() {
         0.0
     );
 }
+
+/// Signpost's own stderr sent to a file beside its config (`signpost run … 2>>signpost.log`,
+/// as operators do) is not a config input: its lines reload nothing. It once was (the watched
+/// folder's listing was fingerprinted, sizes and times included), and then each reload's own
+/// log line reloaded the config again, ten times a second, for good.
+#[tokio::test]
+async fn a_log_written_beside_the_config_reloads_nothing() {
+    let mut setup = Setup::new();
+    setup.copy_certs();
+    let text = setup.config_text(A);
+    setup.write(Write::InPlace, &text);
+    let log = setup.dir.path().join("signpost.log");
+    let scratch = tempfile::tempdir().unwrap();
+    let gw = Gateway::spawn(setup.config_path(), scratch, Log::File(&log, "info"));
+    let (status, _) = gw.admin_post("/-/reload", &[]);
+    assert_eq!(
+        status, 200,
+        "the reload that writes a line beside the config"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("config reloaded"), "{written}");
+    assert_eq!(
+        gw.metric("signpost_config_reloads_total{result=\"ok\"}"),
+        1.0,
+        "only the reload asked for"
+    );
+    // The config itself is still watched.
+    let text = setup.config_text(B);
+    setup.write(Write::InPlace, &text);
+    time_until_served(&gw, B, Duration::from_secs(5)).await;
+    assert_eq!(
+        gw.metric("signpost_config_reloads_total{result=\"ok\"}"),
+        2.0
+    );
+}
