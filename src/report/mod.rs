@@ -18,7 +18,7 @@ use http::{HeaderMap, Method, Version};
 
 use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
-use crate::table::{Kind, Meter};
+use crate::table::{Kind, TenantNo};
 use access::{AccessLog, Line};
 use census::identity::capped_user_agent;
 use census::{Caller, Census};
@@ -72,7 +72,7 @@ impl Recorder {
         let agent = format!("(TLS handshake failed: {reason}; offers at most {version})");
         let path = sni.map_or_else(|| "(no SNI)".to_owned(), |name| format!("sni:{name}"));
         self.census.record(
-            &triomphe::Arc::new(Meter::new(tenant.into())),
+            TenantNo::of(&tenant.into()),
             &Kind::new("tls"),
             Caller::anonymous(&agent, peer),
             &path,
@@ -115,7 +115,7 @@ impl Recorder {
             // The CA checking a challenge is not a legacy client.
             if l.action != crate::route::CHALLENGE_ACTION {
                 self.census
-                    .record(&l.meter, &l.kind, caller, path, f.status);
+                    .record(l.meter.number, &l.kind, caller, path, f.status);
             }
         }
         if !self.access.enabled() {

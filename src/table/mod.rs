@@ -22,7 +22,7 @@ use crate::upstream::Upstream;
 use challenge::Challenges;
 use compact_str::CompactString;
 use host::HostIndex;
-pub use meter::{Kind, Meter};
+pub use meter::{tenant_names, Kind, Meter, TenantNo};
 use pattern::{Captures, Matcher};
 pub use schedule::{Brownout, Gate, Phase, PhasePlan, Schedule};
 use template::Template;

@@ -12,6 +12,7 @@ use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use super::now;
 use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, Watch, DAY};
+use crate::table::{tenant_names, TenantNo};
 
 /// Width of one timeline bucket, and how many are kept (48 hours).
 pub const BUCKET_SECONDS: u64 = 300;
@@ -21,19 +22,17 @@ const DAYS: usize = 8;
 
 pub struct Data {
     /// Keyed by a hash of (tenant, kind, client id): no strings are built to look a row up.
-    /// A plain map, not a linked LRU: with 100 000 tenants, moving a row to the front of a
-    /// list touched two more cold rows (its neighbours) for every row the drain folded.
-    clients: HashMap<u64, Row, foldhash::fast::RandomState>,
+    clients: Slots,
     capacity: usize,
-    /// The next rows to evict, oldest first, as (key, last seen when chosen): found by one
-    /// pass over the table for an eighth of its capacity at a time, so that a full table
-    /// evicts in constant time per row.
-    victims: VecDeque<(u64, u64)>,
+    /// The next rows to evict, oldest first, as (slot, key, last seen when chosen): found by
+    /// one pass over the slots' times for an eighth of the capacity at a time, so that a full
+    /// table evicts in constant time per row.
+    victims: VecDeque<(u32, u64, u64)>,
     keys: foldhash::fast::RandomState,
     /// bucket start → kind → count
     timeline: BTreeMap<u64, BTreeMap<String, u64>>,
-    /// day start → tenant → count
-    days: BTreeMap<u64, HashMap<Arc<str>, u64, foldhash::fast::RandomState>>,
+    /// day start → count by tenant number: one cache line to count in, and no name read.
+    days: BTreeMap<u64, Vec<u64>>,
     evictions: u64,
     /// Tenants with a census-gated phase: watched since when, last call per kind. Never
     /// evicted, unlike the rows: a gate must not open because its clients were pushed out.
@@ -43,7 +42,7 @@ pub struct Data {
 /// A row as the worker keeps it: labels shared with the routing table, the client shared by
 /// all its rows. Strings are made only when a report asks for them.
 pub struct Row {
-    pub tenant: Arc<str>,
+    pub tenant: TenantNo,
     pub kind: Arc<str>,
     pub client: Arc<Client>,
     pub first_seen: u64,
@@ -55,9 +54,10 @@ pub struct Row {
 }
 
 impl Row {
-    fn to_client_row(&self) -> ClientRow {
+    /// `names` is [`tenant_names`].
+    fn to_client_row(&self, names: &[Arc<str>]) -> ClientRow {
         ClientRow {
-            tenant: self.tenant.to_string(),
+            tenant: names[self.tenant.index()].to_string(),
             kind: self.kind.to_string(),
             client: Client::clone(&self.client),
             first_seen: self.first_seen,
@@ -74,7 +74,7 @@ impl Row {
 impl Data {
     pub fn new(capacity: NonZeroUsize) -> Self {
         Data {
-            clients: HashMap::default(),
+            clients: Slots::default(),
             capacity: capacity.get(),
             victims: VecDeque::new(),
             keys: foldhash::fast::RandomState::default(),
@@ -106,7 +106,10 @@ impl Data {
     /// Adds one client's requests (a row as it would stand alone); returns whether a client
     /// was evicted to make room.
     pub fn record(&mut self, s: Row) -> bool {
-        if let Some(watch) = self.watch.get_mut(&*s.tenant) {
+        if let Some(watch) = match self.watch.is_empty() {
+            true => None,
+            false => self.watch.get_mut(&*s.tenant.name()),
+        } {
             match watch.last_call.get_mut(&*s.kind) {
                 Some(last) => *last = (*last).max(s.last_seen),
                 None => {
@@ -126,17 +129,18 @@ impl Data {
             self.timeline.pop_first();
         }
         let day = s.last_seen - s.last_seen % DAY;
-        *self
-            .days
-            .entry(day)
-            .or_default()
-            .entry(s.tenant.clone())
-            .or_default() += s.count;
+        let counts = self.days.entry(day).or_default();
+        let at = s.tenant.index();
+        if counts.len() <= at {
+            counts.resize(at + 1, 0);
+        }
+        counts[at] += s.count;
         while self.days.len() > DAYS {
             self.days.pop_first();
         }
-        let key = self.keys.hash_one((&*s.tenant, &*s.kind, &*s.client.id));
-        if let Some(row) = self.clients.get_mut(&key) {
+        let key = self.keys.hash_one((s.tenant, &*s.kind, &*s.client.id));
+        if let Some(slot) = self.clients.slot(key) {
+            let row = &mut self.clients.rows[slot];
             // A 64-bit key collision would merge two clients; check rather than trust.
             if row.tenant == s.tenant && row.kind == s.kind && row.client.id == s.client.id {
                 row.first_seen = row.first_seen.min(s.first_seen);
@@ -144,66 +148,71 @@ impl Data {
                     row.last_seen = s.last_seen;
                     row.last_path = s.last_path;
                     row.last_status = s.last_status;
+                    self.clients.seen[slot] = s.last_seen;
                 }
                 row.count += s.count;
                 return false;
             }
             // The colliding row gives way, as an evicted one.
-            self.clients.insert(key, s);
+            self.clients.replace(slot, key, s);
             self.evictions += 1;
             return true;
         }
-        let evicted = self.clients.len() >= self.capacity && self.evict_one();
-        self.clients.insert(key, s);
-        evicted
+        self.add(key, s)
     }
 
-    /// Evicts the least recently seen row (of those seen before the last pass over the
+    /// Adds a row under a key not in the table, in the place of the least recently seen
+    /// when the table is full; returns whether one was evicted.
+    fn add(&mut self, key: u64, row: Row) -> bool {
+        if self.clients.len() >= self.capacity {
+            if let Some(slot) = self.victim() {
+                self.clients.replace(slot, key, row);
+                self.evictions += 1;
+                return true;
+            }
+        }
+        self.clients.push(key, row);
+        false
+    }
+
+    /// The slot of the least recently seen row (of those seen before the last pass over the
     /// table, the oldest).
-    fn evict_one(&mut self) -> bool {
+    fn victim(&mut self) -> Option<usize> {
         loop {
-            let Some((key, seen)) = self.victims.pop_front() else {
+            let Some((slot, key, seen)) = self.victims.pop_front() else {
                 self.choose_victims();
                 if self.victims.is_empty() {
-                    return false;
+                    return None;
                 }
                 continue;
             };
-            // Seen again since it was chosen (or gone): not a victim any more.
-            if self.clients.get(&key).is_some_and(|r| r.last_seen == seen) {
-                self.clients.remove(&key);
-                self.evictions += 1;
-                return true;
+            // Seen again since it was chosen (or moved, or gone): not a victim any more.
+            let slot = slot as usize;
+            if self.clients.keys.get(slot) == Some(&key) && self.clients.seen[slot] == seen {
+                return Some(slot);
             }
         }
     }
 
     fn choose_victims(&mut self) {
-        let mut all: Vec<(u64, u64)> = self
-            .clients
-            .iter()
-            .map(|(key, row)| (row.last_seen, *key))
-            .collect();
+        let seen = &self.clients.seen;
+        let mut all: Vec<(u64, u32)> = (0..seen.len()).map(|s| (seen[s], s as u32)).collect();
         let n = (self.capacity / 8).clamp(1, all.len().max(1));
         if n < all.len() {
             all.select_nth_unstable(n);
             all.truncate(n);
         }
         all.sort_unstable();
-        self.victims = all.into_iter().map(|(seen, key)| (key, seen)).collect();
+        let keys = &self.clients.keys;
+        self.victims = all
+            .into_iter()
+            .map(|(seen, slot)| (slot, keys[slot as usize], seen))
+            .collect();
     }
 
     /// Drops the rows last seen before `cutoff` (Unix seconds): `census.retention`.
     pub fn prune(&mut self, cutoff: u64) {
-        let old: Vec<u64> = self
-            .clients
-            .iter()
-            .filter(|(_, row)| row.last_seen < cutoff)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in old {
-            self.clients.remove(&key);
-        }
+        self.clients.retain(|row| row.last_seen >= cutoff);
         self.timeline.retain(|at, _| *at >= cutoff);
         self.days.retain(|day, _| day + DAY > cutoff);
     }
@@ -211,16 +220,8 @@ impl Data {
     /// Erases every row of the client `id` last seen at or before `until`; returns how many
     /// there were.
     pub fn forget(&mut self, id: &str, until: u64) -> usize {
-        let rows: Vec<u64> = self
-            .clients
-            .iter()
-            .filter(|(_, row)| row.client.id == id && row.last_seen <= until)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in &rows {
-            self.clients.remove(key);
-        }
-        rows.len()
+        self.clients
+            .retain(|row| row.client.id != id || row.last_seen > until)
     }
 
     /// Writes, as JSON, the [`Report`] that [`Data::report`] would make, without making it
@@ -235,6 +236,7 @@ impl Data {
     }
 
     pub fn report(&self) -> Report {
+        let names = tenant_names();
         Report {
             generated_at: now(),
             bucket_seconds: BUCKET_SECONDS,
@@ -242,10 +244,10 @@ impl Data {
             clients: self
                 .by_recency()
                 .into_iter()
-                .map(|(_, row)| row.to_client_row())
+                .map(|(_, row)| row.to_client_row(&names))
                 .collect(),
             timeline: self.timeline_points().collect(),
-            days: self.day_counts().collect(),
+            days: self.day_counts(&names).collect(),
             watch: self.watch.clone(),
             ..Report::default()
         }
@@ -256,18 +258,19 @@ impl Data {
     /// strings was 30 MB, which the allocator kept.
     pub fn busiest(&self, n: usize) -> Vec<ClientRow> {
         let order = |a: &&Row, b: &&Row| b.count.cmp(&a.count).then(b.last_seen.cmp(&a.last_seen));
-        let mut rows: Vec<&Row> = self.clients.values().collect();
+        let mut rows: Vec<&Row> = self.clients.rows.iter().collect();
         if n < rows.len() {
             rows.select_nth_unstable_by(n, order);
             rows.truncate(n);
         }
         rows.sort_by(order);
-        rows.into_iter().map(Row::to_client_row).collect()
+        let names = tenant_names();
+        rows.into_iter().map(|r| r.to_client_row(&names)).collect()
     }
 
     /// The rows and their keys, most recently seen first (the busier first among equals).
     fn by_recency(&self) -> Vec<(u64, &Row)> {
-        let mut rows: Vec<(u64, &Row)> = self.clients.iter().map(|(k, r)| (*k, r)).collect();
+        let mut rows: Vec<(u64, &Row)> = self.clients.iter().collect();
         rows.sort_by(|(_, a), (_, b)| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
         rows
     }
@@ -282,11 +285,13 @@ impl Data {
         })
     }
 
-    fn day_counts(&self) -> impl Iterator<Item = DayCount> + '_ {
-        self.days.iter().flat_map(|(day, tenants)| {
-            tenants.iter().map(|(tenant, count)| DayCount {
+    /// `names` is [`tenant_names`].
+    fn day_counts<'a>(&'a self, names: &'a [Arc<str>]) -> impl Iterator<Item = DayCount> + 'a {
+        self.days.iter().flat_map(move |(day, counts)| {
+            let counted = counts.iter().enumerate().filter(|(_, n)| **n > 0);
+            counted.map(move |(tenant, count)| DayCount {
                 day: *day,
-                tenant: tenant.to_string(),
+                tenant: names[tenant].to_string(),
                 count: *count,
             })
         })
@@ -303,8 +308,8 @@ impl Data {
         let mut rows = report.clients;
         rows.sort_by_key(|r| r.last_seen);
         for row in rows {
-            let (tenant, kind): (Arc<str>, Arc<str>) = (row.tenant.into(), row.kind.into());
-            let key = self.keys.hash_one((&*tenant, &*kind, &*row.client.id));
+            let (tenant, kind) = (TenantNo::of(&row.tenant.into()), Arc::<str>::from(row.kind));
+            let key = self.keys.hash_one((tenant, &*kind, &*row.client.id));
             let row = Row {
                 tenant,
                 kind,
@@ -315,10 +320,12 @@ impl Data {
                 last_path: row.last_path.into(),
                 last_status: row.last_status,
             };
-            if self.clients.len() >= self.capacity && !self.clients.contains_key(&key) {
-                self.evict_one();
+            match self.clients.slot(key) {
+                Some(slot) => self.clients.replace(slot, key, row),
+                None => {
+                    self.add(key, row);
+                }
             }
-            self.clients.insert(key, row);
         }
         for p in report.timeline {
             *self
@@ -329,12 +336,12 @@ impl Data {
                 .or_default() += p.count;
         }
         for d in report.days {
-            *self
-                .days
-                .entry(d.day)
-                .or_default()
-                .entry(d.tenant.into())
-                .or_default() += d.count;
+            let counts = self.days.entry(d.day).or_default();
+            let at = TenantNo::of(&d.tenant.into()).index();
+            if counts.len() <= at {
+                counts.resize(at + 1, 0);
+            }
+            counts[at] += d.count;
         }
         self.evictions = report.evictions;
         for (tenant, watch) in report.watch {
@@ -345,6 +352,75 @@ impl Data {
                 }
             }
         }
+    }
+}
+
+/// The client rows, in slots: a row is written in place, and found through an index of keys
+/// small enough (16 bytes an entry) to stay in cache where the rows do not. With 100 000
+/// tenants and a full table nearly every sighting is a new row that evicts another: rows kept
+/// in one keyed map were all moved whenever the map rehashed, and the search for victims read
+/// every row, where it now reads their times (`seen`, 8 bytes each).
+#[derive(Default)]
+struct Slots {
+    index: HashMap<u64, u32, foldhash::fast::RandomState>,
+    rows: Vec<Row>,
+    /// Parallel to `rows`: each slot's key, and when its row was last seen.
+    keys: Vec<u64>,
+    seen: Vec<u64>,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn slot(&self, key: u64) -> Option<usize> {
+        self.index.get(&key).map(|&slot| slot as usize)
+    }
+
+    fn get(&self, key: u64) -> Option<&Row> {
+        self.slot(key).map(|slot| &self.rows[slot])
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Row)> {
+        self.keys.iter().copied().zip(&self.rows)
+    }
+
+    fn push(&mut self, key: u64, row: Row) {
+        self.index.insert(key, self.rows.len() as u32);
+        self.keys.push(key);
+        self.seen.push(row.last_seen);
+        self.rows.push(row);
+    }
+
+    /// Puts `row`, under `key`, in the place of the row in `slot`.
+    fn replace(&mut self, slot: usize, key: u64, row: Row) {
+        self.index.remove(&self.keys[slot]);
+        self.index.insert(key, slot as u32);
+        self.keys[slot] = key;
+        self.seen[slot] = row.last_seen;
+        self.rows[slot] = row;
+    }
+
+    /// Keeps the rows `keep` says to keep; returns how many went.
+    fn retain(&mut self, keep: impl Fn(&Row) -> bool) -> usize {
+        let before = self.rows.len();
+        let mut slot = 0;
+        while slot < self.rows.len() {
+            if keep(&self.rows[slot]) {
+                slot += 1;
+                continue;
+            }
+            // The last row moves into the hole.
+            self.index.remove(&self.keys[slot]);
+            self.rows.swap_remove(slot);
+            self.keys.swap_remove(slot);
+            self.seen.swap_remove(slot);
+            if let Some(&moved) = self.keys.get(slot) {
+                self.index.insert(moved, slot as u32);
+            }
+        }
+        before - self.rows.len()
     }
 }
 
@@ -375,7 +451,8 @@ impl Serialize for Snapshot<'_> {
         // The rest is bounded (48 hours of buckets, 8 days of tenants): one hold.
         let data = lock::<S::Error>(self.0)?;
         report.serialize_field("timeline", &Each(|| data.timeline_points()))?;
-        report.serialize_field("days", &Each(|| data.day_counts()))?;
+        let names = tenant_names();
+        report.serialize_field("days", &Each(|| data.day_counts(&names)))?;
         if !data.watch.is_empty() {
             report.serialize_field("watch", &data.watch)?;
         }
@@ -391,8 +468,9 @@ impl Serialize for Chunked<'_> {
         let mut rows = serializer.serialize_seq(None)?;
         for chunk in self.1.chunks(ROWS_PER_LOCK) {
             let data = lock::<S::Error>(self.0)?;
-            for row in chunk.iter().filter_map(|k| data.clients.get(k)) {
-                rows.serialize_element(&row.to_client_row())?;
+            let names = tenant_names();
+            for row in chunk.iter().filter_map(|k| data.clients.get(*k)) {
+                rows.serialize_element(&row.to_client_row(&names))?;
             }
         }
         rows.end()
@@ -419,7 +497,7 @@ mod tests {
 
     pub fn sighting(tenant: &str, id: &str, at: u64) -> Row {
         Row {
-            tenant: tenant.into(),
+            tenant: TenantNo::of(&tenant.into()),
             kind: "api".into(),
             client: Arc::new(Client {
                 id: id.into(),
@@ -552,6 +630,43 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(tenants, want);
+        assert_eq!(data.evictions, 2);
+    }
+
+    #[test]
+    fn a_row_moved_by_a_removal_is_still_found_and_not_mistaken_for_a_victim() {
+        let mut data = Data::new(NonZeroUsize::new(16).unwrap());
+        data.record(sighting("t0", "a", 998));
+        data.record(sighting("t1", "x", 999));
+        for i in 2..15 {
+            data.record(sighting(&format!("t{i}"), "a", 1000));
+        }
+        data.record(sighting("t15", "a", 999));
+        // Full: the oldest eighth (t0, then t1) are chosen, and t0 goes.
+        assert!(data.record(sighting("t16", "a", 1001)));
+        // t1, the next victim, is erased; the last slot's row (t15, last seen in the same
+        // second as t1) moves into its place.
+        assert_eq!(data.forget("x", 2000), 1);
+        assert!(
+            !data.record(sighting("t15", "a", 999)),
+            "found where it moved"
+        );
+        // A sighting folded late, older than any row.
+        assert!(!data.record(sighting("late", "a", 990)), "room for one");
+        // The victim chosen before the move is gone: the oldest now goes, not t15.
+        assert!(data.record(sighting("t17", "a", 1002)));
+        let mut rows: Vec<(String, u64)> = data
+            .report()
+            .clients
+            .into_iter()
+            .map(|r| (r.tenant, r.count))
+            .collect();
+        rows.sort();
+        let mut want: Vec<(String, u64)> = (2..18)
+            .map(|i| (format!("t{i}"), if i == 15 { 2 } else { 1 }))
+            .collect();
+        want.sort();
+        assert_eq!(rows, want);
         assert_eq!(data.evictions, 2);
     }
 

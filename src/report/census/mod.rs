@@ -32,7 +32,7 @@ use http::HeaderMap;
 use super::metrics::Metrics;
 use super::slot::{self, SLOTS};
 use crate::config::CensusSettings;
-use crate::table::{Kind, Meter};
+use crate::table::{Kind, TenantNo};
 pub use agent::ClientClass;
 pub use data::BUCKET_SECONDS;
 use data::{Data, Row};
@@ -47,8 +47,7 @@ use store::Store;
 /// What a shard accumulates for one raw identity between drains.
 #[derive(Debug)]
 struct Pending {
-    /// The tenant's meter, for its id: carrying it touches no memory the request has not.
-    meter: triomphe::Arc<Meter>,
+    tenant: TenantNo,
     kind: Kind,
     identity: RawIdentity,
     first_seen: u64,
@@ -66,6 +65,10 @@ pub struct Census {
     shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::RandomState,
     fingerprints: Fingerprinter,
+    /// The clients the table's rows name, by raw identity: fingerprinted once, and one
+    /// object for all their rows across drains (a client new at every drain made each row's
+    /// reference to it a cache miss when the row was evicted). Locked with `data`.
+    known: Mutex<HashMap<RawIdentity, Arc<Client>, foldhash::fast::RandomState>>,
     data: Mutex<Data>,
     store: Option<Store>,
     settings: CensusSettings,
@@ -172,6 +175,7 @@ impl Census {
             shards: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             fingerprints: Fingerprinter::new(&key, settings.hash_user_names),
+            known: Mutex::default(),
             data: Mutex::new(data),
             store,
             settings,
@@ -202,17 +206,13 @@ impl Census {
     /// since the last drain.
     pub fn record(
         &self,
-        meter: &triomphe::Arc<Meter>,
+        tenant: TenantNo,
         kind: &Kind,
         caller: Caller<'_>,
         path: &str,
         status: u16,
     ) {
         let at = now();
-        // The tenant by its meter's address, not its id: with 100 000 tenants the id's bytes
-        // are one more cold cache line per request. A tenant has one meter at a time; rows
-        // are merged by id when drained.
-        let tenant = triomphe::Arc::as_ptr(meter) as usize;
         let key = self.hasher.hash_one((tenant, &**kind, caller));
         let Ok(mut shard) = self.shards[slot::mine()].lock() else {
             return;
@@ -232,7 +232,7 @@ impl Census {
             return;
         }
         let pending = Pending {
-            meter: meter.clone(),
+            tenant,
             kind: kind.clone(),
             identity: caller.identity(),
             first_seen: at,
@@ -397,21 +397,21 @@ impl Census {
         let Ok(mut data) = self.data.lock() else {
             return;
         };
-        // One integration often calls many tenants: fingerprint each identity once per drain.
-        let mut clients: HashMap<RawIdentity, Arc<Client>, foldhash::fast::RandomState> =
-            HashMap::default();
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
         for p in taken.into_iter().flat_map(|s| s.into_values()) {
-            let client = match clients.get(&p.identity) {
+            let client = match known.get(&p.identity) {
                 Some(c) => c.clone(),
                 None => {
                     let c = Arc::new(self.fingerprints.client(&p.identity));
-                    clients.insert(p.identity, c.clone());
+                    known.insert(p.identity, c.clone());
                     c
                 }
             };
             let row = Row {
                 client,
-                tenant: p.meter.tenant.clone(),
+                tenant: p.tenant,
                 kind: p.kind.name,
                 first_seen: p.first_seen,
                 last_seen: p.last_seen,
@@ -425,6 +425,11 @@ impl Census {
             if data.record(row) {
                 self.metrics.census_evictions.inc();
             }
+        }
+        // Forget the clients no row (and no store batch) holds any more, once they outnumber
+        // the rows.
+        if known.len() > self.settings.max_clients {
+            known.retain(|_, client| Arc::strong_count(client) > 1);
         }
     }
 
@@ -753,17 +758,14 @@ mod tests {
     #[test]
     fn record_aggregates_per_shard_and_drain_folds_into_the_table() {
         let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
-        let (tenant, kind) = (
-            triomphe::Arc::new(Meter::new("acme".into())),
-            Kind::new("api"),
-        );
+        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
         let peer = Some("192.0.2.7".parse().unwrap());
         let a = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let b = headers(&[("authorization", "Bearer tok-B"), ("user-agent", "Sync/1")]);
         for _ in 0..3 {
-            census.record(&tenant, &kind, census.caller(&a, peer), "/HRM/API/a", 200);
+            census.record(tenant, &kind, census.caller(&a, peer), "/HRM/API/a", 200);
         }
-        census.record(&tenant, &kind, census.caller(&b, peer), "/HRM/API/b", 201);
+        census.record(tenant, &kind, census.caller(&b, peer), "/HRM/API/b", 201);
         assert!(
             census.report().clients.is_empty(),
             "nothing reaches the table before a drain"
@@ -781,7 +783,7 @@ mod tests {
             vec![(1, "/HRM/API/b".into(), 201), (3, "/HRM/API/a".into(), 200)]
         );
         // Same client after the drain: the row grows, no new row.
-        census.record(&tenant, &kind, census.caller(&a, peer), "/HRM/API/c", 200);
+        census.record(tenant, &kind, census.caller(&a, peer), "/HRM/API/c", 200);
         census.drain();
         assert_eq!(census.report().clients.len(), 2);
         assert_eq!(
@@ -791,18 +793,33 @@ mod tests {
     }
 
     #[test]
+    fn clients_no_row_holds_are_forgotten_once_they_outnumber_the_rows() {
+        let (census, _worker) = Census::new(settings(2), Arc::new(Metrics::new())).unwrap();
+        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
+        for i in 0..5 {
+            let agent = format!("Sync/{i}");
+            let h = headers(&[("user-agent", &agent)]);
+            census.record(tenant, &kind, census.caller(&h, None), "/HRM/API/a", 200);
+            census.drain();
+        }
+        assert_eq!(census.report().clients.len(), 2);
+        assert_eq!(
+            census.known.lock().unwrap().len(),
+            2,
+            "only the rows' clients"
+        );
+    }
+
+    #[test]
     fn state_round_trips_with_the_same_ids() {
         let dir = tempfile::tempdir().unwrap();
         let mut kept = settings(10);
         kept.state_file = Some(dir.path().join("census.json"));
-        let (tenant, kind) = (
-            triomphe::Arc::new(Meter::new("acme".into())),
-            Kind::new("api"),
-        );
+        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
         let agent = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let (census, _) = Census::new(kept.clone(), Arc::new(Metrics::new())).unwrap();
         census.record(
-            &tenant,
+            tenant,
             &kind,
             census.caller(&agent, None),
             "/HRM/API/a",
@@ -816,7 +833,7 @@ mod tests {
         assert_eq!(census.report().days, before.days);
         // The installation key came back too: the same client gets the same row.
         census.record(
-            &tenant,
+            tenant,
             &kind,
             census.caller(&agent, None),
             "/HRM/API/b",

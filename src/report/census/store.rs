@@ -268,6 +268,7 @@ impl Store {
 
     /// Adds one drained row's counts to the outbox.
     pub fn add(&self, row: &Row) {
+        let tenant = row.tenant.name();
         let Ok(mut outbox) = self.outbox.lock() else {
             return;
         };
@@ -277,12 +278,10 @@ impl Store {
             .entry((bucket, row.kind.clone()))
             .or_default() += row.count;
         let day = row.last_seen - row.last_seen % DAY;
-        *outbox.days.entry((day, row.tenant.clone())).or_default() += row.count;
-        let key = self
-            .keys
-            .hash_one((&*row.tenant, &*row.kind, &*row.client.id));
+        *outbox.days.entry((day, tenant.clone())).or_default() += row.count;
+        let key = self.keys.hash_one((&*tenant, &*row.kind, &*row.client.id));
         if let Some(d) = outbox.rows.get_mut(&key) {
-            if d.tenant == row.tenant && d.kind == row.kind && d.client.id == row.client.id {
+            if d.tenant == tenant && d.kind == row.kind && d.client.id == row.client.id {
                 d.count += row.count;
                 d.first_seen = d.first_seen.min(row.first_seen);
                 if row.last_seen >= d.last_seen {
@@ -300,7 +299,7 @@ impl Store {
         outbox.rows.insert(
             key,
             Delta {
-                tenant: row.tenant.clone(),
+                tenant,
                 kind: row.kind.clone(),
                 client: row.client.clone(),
                 first_seen: row.first_seen,
