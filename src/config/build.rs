@@ -24,7 +24,7 @@ use crate::table::pattern::{is_name, Matcher, Pattern};
 use crate::table::template::Template;
 use crate::table::{
     Action, Brownout, Forward, Gate, Kind, Meter, Phase, PhasePlan, Profile, Redirect, Rule,
-    RuleSet, Schedule, Signals, Table, Tenant,
+    RuleSet, Schedule, Signals, Table, Tenant, TenantNo,
 };
 use crate::tls::CertStore;
 use crate::upstream::{self, Upstream, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
@@ -235,6 +235,7 @@ impl Builder<'_> {
             .map(|t| t.hosts.len())
             .sum();
         let mut hosts = HostIndex::with_capacity(host_count);
+        TenantNo::reserve(count);
         let mut tenants = Vec::with_capacity(count);
         let mut host_owner: Vec<&str> = Vec::with_capacity(count);
         let mut ids =

@@ -8,7 +8,6 @@
 //! from the reference count that carrying it touched. The labelled series are made only
 //! when `/metrics` is read ([`crate::report`]).
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard};
@@ -81,10 +80,26 @@ impl Deref for Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantNo(u32);
 
+/// The names by number, and the numbers found by name: a table of numbers alone (4 bytes a
+/// tenant), hashed by the name they stand for, where a map of names to numbers kept a
+/// second reference to every name.
 #[derive(Default)]
 struct TenantNames {
     names: Vec<Arc<str>>,
-    numbers: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    numbers: hashbrown::HashTable<u32>,
+}
+
+fn hash_name(name: &str) -> u64 {
+    std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::default(), name)
+}
+
+impl TenantNames {
+    fn find(&self, name: &str, hash: u64) -> Option<u32> {
+        let names = &self.names;
+        self.numbers
+            .find(hash, |&n| &*names[n as usize] == name)
+            .copied()
+    }
 }
 
 static TENANTS: LazyLock<RwLock<TenantNames>> = LazyLock::new(Default::default);
@@ -92,22 +107,33 @@ static TENANTS: LazyLock<RwLock<TenantNames>> = LazyLock::new(Default::default);
 impl TenantNo {
     /// The number of the tenant `name`, given the first time it is asked for.
     pub fn of(name: &Arc<str>) -> Self {
-        if let Some(&n) = TENANTS
+        let hash = hash_name(name);
+        if let Some(n) = TENANTS
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .numbers
-            .get(name)
+            .find(name, hash)
         {
             return TenantNo(n);
         }
         let mut tenants = TENANTS.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(&n) = tenants.numbers.get(name) {
+        if let Some(n) = tenants.find(name, hash) {
             return TenantNo(n);
         }
         let n = tenants.names.len() as u32;
         tenants.names.push(name.clone());
-        tenants.numbers.insert(name.clone(), n);
+        let TenantNames { names, numbers } = &mut *tenants;
+        numbers.insert_unique(hash, n, |&n| hash_name(&names[n as usize]));
         TenantNo(n)
+    }
+
+    /// Makes room for `total` tenants in all, at once: a config of 100 000 tenants grew the
+    /// list by doubling, and the allocator kept the spare room.
+    pub fn reserve(total: usize) {
+        let mut tenants = TENANTS.write().unwrap_or_else(|e| e.into_inner());
+        let more = total.saturating_sub(tenants.names.len());
+        tenants.names.reserve_exact(more);
+        let TenantNames { names, numbers } = &mut *tenants;
+        numbers.reserve(more, |&n| hash_name(&names[n as usize]));
     }
 
     pub fn name(self) -> Arc<str> {
