@@ -44,12 +44,13 @@ pub use rows::{
 pub use state::StateFileError;
 use store::Store;
 
-/// What a shard accumulates for one raw identity between drains.
+/// What a shard accumulates for one (tenant, kind, caller) between drains.
 #[derive(Debug)]
 struct Pending {
     tenant: TenantNo,
     kind: Kind,
-    identity: RawIdentity,
+    /// The key of the caller's identity in its shard's `callers`.
+    caller: u64,
     first_seen: u64,
     last_seen: u64,
     count: u64,
@@ -57,7 +58,14 @@ struct Pending {
     status: u16,
 }
 
-type Shard = HashMap<u64, Pending, foldhash::fast::RandomState>;
+/// A worker's sightings since the last drain, and each caller's identity once: one client
+/// calling 100 000 tenants is a new sighting at nearly every request, and copying its
+/// identity into each one cost an allocation, and the drain a cold read of it.
+#[derive(Default)]
+struct Shard {
+    pending: HashMap<u64, Pending, foldhash::fast::RandomState>,
+    callers: HashMap<u64, RawIdentity, foldhash::fast::RandomState>,
+}
 
 /// The census handle shared by the proxy (to record) and the admin listener (to report).
 pub struct Census {
@@ -202,8 +210,8 @@ impl Census {
         }
     }
 
-    /// Counts one request of `caller`. Allocates only for a client new to this worker's shard
-    /// since the last drain.
+    /// Counts one request of `caller`. Allocates only for a caller new to this worker's shard
+    /// since the last drain (and when the shard's map grows).
     pub fn record(
         &self,
         tenant: TenantNo,
@@ -213,11 +221,13 @@ impl Census {
         status: u16,
     ) {
         let at = now();
-        let key = self.hasher.hash_one((tenant, &**kind, caller));
+        let caller_key = self.hasher.hash_one(caller);
+        let key = self.hasher.hash_one((tenant, &**kind, caller_key));
         let Ok(mut shard) = self.shards[slot::mine()].lock() else {
             return;
         };
-        if let Some(p) = shard.get_mut(&key) {
+        let shard = &mut *shard;
+        if let Some(p) = shard.pending.get_mut(&key) {
             p.count += 1;
             p.last_seen = at;
             p.status = status;
@@ -227,21 +237,25 @@ impl Census {
             }
             return;
         }
-        if shard.len() >= self.settings.max_clients {
+        if shard.pending.len() >= self.settings.max_clients {
             self.metrics.census_dropped.inc();
             return;
         }
+        shard
+            .callers
+            .entry(caller_key)
+            .or_insert_with(|| caller.identity());
         let pending = Pending {
             tenant,
             kind: kind.clone(),
-            identity: caller.identity(),
+            caller: caller_key,
             first_seen: at,
             last_seen: at,
             count: 1,
             path: path.into(),
             status,
         };
-        shard.insert(key, pending);
+        shard.pending.insert(key, pending);
     }
 
     /// The client as the census names it.
@@ -389,7 +403,13 @@ impl Census {
             .filter_map(|s| {
                 // Keep the shard's size, so a busy worker does not regrow its map every drain.
                 s.lock().ok().map(|mut s| {
-                    let empty = Shard::with_capacity_and_hasher(s.len(), s.hasher().clone());
+                    let empty = Shard {
+                        pending: HashMap::with_capacity_and_hasher(
+                            s.pending.len(),
+                            s.pending.hasher().clone(),
+                        ),
+                        callers: HashMap::default(),
+                    };
                     std::mem::replace(&mut *s, empty)
                 })
             })
@@ -400,30 +420,42 @@ impl Census {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
-        for p in taken.into_iter().flat_map(|s| s.into_values()) {
-            let client = match known.get(&p.identity) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(self.fingerprints.client(&p.identity));
-                    known.insert(p.identity, c.clone());
-                    c
+        for shard in taken {
+            let clients: HashMap<u64, Arc<Client>, foldhash::fast::RandomState> = shard
+                .callers
+                .into_iter()
+                .map(|(key, identity)| {
+                    let client = match known.get(&identity) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = Arc::new(self.fingerprints.client(&identity));
+                            known.insert(identity, c.clone());
+                            c
+                        }
+                    };
+                    (key, client)
+                })
+                .collect();
+            for p in shard.pending.into_values() {
+                let Some(client) = clients.get(&p.caller).cloned() else {
+                    continue;
+                };
+                let row = Row {
+                    client,
+                    tenant: p.tenant,
+                    kind: p.kind.name,
+                    first_seen: p.first_seen,
+                    last_seen: p.last_seen,
+                    count: p.count,
+                    last_path: p.path,
+                    last_status: p.status,
+                };
+                if let Some(store) = &self.store {
+                    store.add(&row);
                 }
-            };
-            let row = Row {
-                client,
-                tenant: p.tenant,
-                kind: p.kind.name,
-                first_seen: p.first_seen,
-                last_seen: p.last_seen,
-                count: p.count,
-                last_path: p.path,
-                last_status: p.status,
-            };
-            if let Some(store) = &self.store {
-                store.add(&row);
-            }
-            if data.record(row) {
-                self.metrics.census_evictions.inc();
+                if data.record(row) {
+                    self.metrics.census_evictions.inc();
+                }
             }
         }
         // Forget the clients no row (and no store batch) holds any more, once they outnumber
@@ -790,6 +822,25 @@ mod tests {
             census.report().clients.iter().map(|r| r.count).sum::<u64>(),
             5
         );
+    }
+
+    #[test]
+    fn a_caller_of_many_tenants_is_kept_once_per_shard() {
+        let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
+        let kind = Kind::new("api");
+        let h = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
+        for i in 0..5 {
+            let tenant = TenantNo::of(&format!("many-{i}").into());
+            census.record(tenant, &kind, census.caller(&h, None), "/HRM/API/a", 200);
+        }
+        {
+            let shard = census.shards[slot::mine()].lock().unwrap();
+            assert_eq!((shard.pending.len(), shard.callers.len()), (5, 1));
+        }
+        census.drain();
+        let rows = census.report().clients;
+        assert_eq!(rows.len(), 5);
+        assert!(rows.iter().all(|r| r.client == rows[0].client));
     }
 
     #[test]
