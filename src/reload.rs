@@ -482,9 +482,8 @@ fn fingerprint(listed: &[PathBuf], files: &[PathBuf], ignore: &OwnFiles) -> u64 
 }
 
 /// Files Signpost writes itself (the census state file and its temporary, the access log
-/// file), by resolved folder and name. In a watched folder they are not config inputs: an
-/// access log there changed the folder's fingerprint on every write, and so reloaded the
-/// config over and over.
+/// file), by resolved folder and name. In a watched folder they are not config inputs: their
+/// writes wake the watcher for nothing, and one in `tls.certs` would match its listing.
 #[derive(Clone, Default)]
 struct OwnFiles(Arc<[PathBuf]>);
 

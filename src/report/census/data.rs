@@ -106,10 +106,9 @@ impl Data {
     /// Adds one client's requests (a row as it would stand alone); returns whether a client
     /// was evicted to make room.
     pub fn record(&mut self, s: Row) -> bool {
-        if let Some(watch) = match self.watch.is_empty() {
-            true => None,
-            false => self.watch.get_mut(&*s.tenant.name()),
-        } {
+        // A name is looked up only while some tenant is watched.
+        let watched = (!self.watch.is_empty()).then(|| s.tenant.name());
+        if let Some(watch) = watched.and_then(|name| self.watch.get_mut(&*name)) {
             match watch.last_call.get_mut(&*s.kind) {
                 Some(last) => *last = (*last).max(s.last_seen),
                 None => {
@@ -128,13 +127,7 @@ impl Data {
         while self.timeline.len() as u64 > BUCKETS {
             self.timeline.pop_first();
         }
-        let day = s.last_seen - s.last_seen % DAY;
-        let counts = self.days.entry(day).or_default();
-        let at = s.tenant.index();
-        if counts.len() <= at {
-            counts.resize(at + 1, 0);
-        }
-        counts[at] += s.count;
+        self.count_day(s.last_seen - s.last_seen % DAY, s.tenant, s.count);
         while self.days.len() > DAYS {
             self.days.pop_first();
         }
@@ -208,6 +201,15 @@ impl Data {
             .into_iter()
             .map(|(seen, slot)| (slot, keys[slot as usize], seen))
             .collect();
+    }
+
+    fn count_day(&mut self, day: u64, tenant: TenantNo, count: u64) {
+        let counts = self.days.entry(day).or_default();
+        let at = tenant.index();
+        if counts.len() <= at {
+            counts.resize(at + 1, 0);
+        }
+        counts[at] += count;
     }
 
     /// Drops the rows last seen before `cutoff` (Unix seconds): `census.retention`.
@@ -336,12 +338,7 @@ impl Data {
                 .or_default() += p.count;
         }
         for d in report.days {
-            let counts = self.days.entry(d.day).or_default();
-            let at = TenantNo::of(&d.tenant.into()).index();
-            if counts.len() <= at {
-                counts.resize(at + 1, 0);
-            }
-            counts[at] += d.count;
+            self.count_day(d.day, TenantNo::of(&d.tenant.into()), d.count);
         }
         self.evictions = report.evictions;
         for (tenant, watch) in report.watch {
