@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::body::{self, DISCARD_LIMIT};
+use super::deadline::ReadDeadline;
 use super::head::{self, Action, Context, Request};
 use super::Front;
 use crate::protocol::answer::Answer;
@@ -32,6 +33,11 @@ pub struct Connection<'f> {
     pub(super) stream: Stream,
     /// Bytes read and not yet consumed: the head being read, a body's start, pipelined requests.
     pub(super) buf: BytesMut,
+    /// The wait for each request head, in one timer.
+    deadline: ReadDeadline,
+    /// When the last request ended: a kept-alive connection's idle time counts from there,
+    /// which saves reading the clock again as the next wait begins.
+    idle_since: Instant,
     scheme: Scheme,
     peer: Option<IpAddr>,
 }
@@ -65,7 +71,7 @@ pub enum BodyLeft {
 const FIRST_READ: usize = 512;
 
 impl<'f> Connection<'f> {
-    pub fn new(front: &'f Front, stream: Stream) -> Self {
+    fn new(front: &'f Front, stream: Stream, first_deadline: Instant) -> Self {
         let scheme = if stream.get_ssl_digest().is_some() {
             Scheme::Https
         } else {
@@ -78,6 +84,9 @@ impl<'f> Connection<'f> {
             front,
             stream,
             buf: BytesMut::new(),
+            deadline: ReadDeadline::new(first_deadline),
+            // Read only after a request has ended, which sets it.
+            idle_since: first_deadline,
             scheme,
             peer,
         }
@@ -85,9 +94,10 @@ impl<'f> Connection<'f> {
 
     /// Serves requests until the connection ends; the first head must be complete by
     /// `first_deadline`.
-    pub async fn serve(mut self, first_deadline: Instant) {
+    pub async fn serve(front: &'f Front, stream: Stream, first_deadline: Instant) {
+        let mut conn = Self::new(front, stream, first_deadline);
         let mut first = Some(first_deadline);
-        while self.request(first.take()).await {}
+        while conn.request(first.take()).await {}
     }
 
     /// Serves one request; whether the connection carries another.
@@ -135,6 +145,8 @@ impl<'f> Connection<'f> {
                 (done.await, Some(upstream))
             }
         };
+        let ended = Instant::now();
+        self.idle_since = ended;
         self.front.recorder.finish(Finished {
             labels: req.labels.as_ref(),
             status: done.status,
@@ -144,7 +156,7 @@ impl<'f> Connection<'f> {
             version: req.version,
             bytes: done.bytes,
             peer: self.peer,
-            elapsed: started.elapsed(),
+            elapsed: ended.into_std().saturating_duration_since(started),
             upstream_error: done
                 .failure
                 .zip(upstream.as_deref())
@@ -162,12 +174,16 @@ impl<'f> Connection<'f> {
         first_deadline: Option<Instant>,
     ) -> Result<(Request, Action, std::time::Instant), Option<(Refusal, std::time::Instant)>> {
         let deadlines = self.front.deadlines;
-        // One clock read per wait: a kept-alive request reads the clock twice in all here.
-        let now = Instant::now();
-        let mut started = now.into_std();
         // Between requests a connection may idle; once a request's first byte is here (or on
         // a new connection, from its start) the whole head must follow in time.
         let mut idle = first_deadline.is_none() && self.buf.is_empty();
+        // One clock read per request here, when its first bytes are in.
+        let now = if idle {
+            self.idle_since
+        } else {
+            Instant::now()
+        };
+        let mut started = now.into_std();
         let mut deadline = match first_deadline {
             Some(deadline) => deadline,
             None if idle => now + deadlines.idle,
@@ -209,9 +225,10 @@ impl<'f> Connection<'f> {
             } else if spare < 1024 {
                 self.buf.reserve(4096);
             }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(None),
-                Ok(Ok(_)) => {}
+            let read = self.stream.read_buf(&mut self.buf);
+            match self.deadline.run(deadline, read).await {
+                Some(Ok(0)) | Some(Err(_)) | None => return Err(None),
+                Some(Ok(_)) => {}
             }
             if idle {
                 idle = false;
@@ -322,6 +339,8 @@ impl<'f> Connection<'f> {
         if written {
             Box::pin(linger(&mut self.stream)).await;
         }
+        let ended = Instant::now();
+        self.idle_since = ended;
         self.front.recorder.finish(Finished {
             labels: None,
             status: refusal.status.as_u16(),

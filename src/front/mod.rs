@@ -17,6 +17,7 @@
 mod accept;
 mod body;
 mod conn;
+mod deadline;
 mod forward;
 mod head;
 mod hello;
@@ -164,6 +165,6 @@ impl Front {
         }
         // During a shutdown each connection still gets its next request answered (with
         // `Connection: close`): one accepted just as the signal came may already carry one.
-        Box::pin(Connection::new(self, stream).serve(deadline)).await;
+        Box::pin(Connection::serve(self, stream, deadline)).await;
     }
 }

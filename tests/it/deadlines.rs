@@ -146,3 +146,61 @@ async fn a_body_that_does_not_arrive_in_time_is_cut_at_the_body_deadline() {
         "HTTP/2: {end:?}"
     );
 }
+
+/// A kept-alive connection (here `server.keepalive_timeout: 6s`): one that keeps sending
+/// requests, each within the idle time of the last, stays open past it; one that goes quiet
+/// is closed at the idle time after its last answer; and one whose next head, sent after a
+/// while, stalls halfway is closed at the header deadline (1 s) after its first byte, not at
+/// the idle time. The front door keeps one timer per connection and moves it lazily: this
+/// holds it to both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_is_held_to_the_idle_and_header_deadlines() {
+    let (gw, _up) = Gateway::with_recording_upstream(|config, _| {
+        config["server"]["header_timeout"] = Value::from("1s");
+        config["server"]["keepalive_timeout"] = Value::from("6s");
+    })
+    .await;
+    let busy = async {
+        let mut conn = Raw::connect(gw.http).await;
+        // 9 s of requests 1.5 s apart: more than the idle time, never idle for that long.
+        for _ in 0..6 {
+            answered(&mut conn).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        answered(&mut conn).await;
+    };
+    let quiet = async {
+        let mut conn = Raw::connect(gw.http).await;
+        answered(&mut conn).await;
+        let last_answer = Instant::now();
+        assert_ne!(conn.end(Duration::from_secs(10)).await, End::Open);
+        last_answer.elapsed()
+    };
+    let stalled = async {
+        let mut conn = Raw::connect(gw.http).await;
+        answered(&mut conn).await;
+        // Past the first head's deadline: the timer has fired once and waits for the idle time.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        conn.send(b"GET /Timeclock/X HTTP/1.1\r\nHost: acme").await;
+        let first_byte = Instant::now();
+        assert_ne!(conn.end(Duration::from_secs(10)).await, End::Open);
+        first_byte.elapsed()
+    };
+    let ((), quiet, stalled) = tokio::join!(busy, quiet, stalled);
+    assert!(
+        quiet >= Duration::from_millis(5800) && quiet < Duration::from_secs(8),
+        "a quiet connection closed {quiet:?} after its answer; the idle time is 6 s"
+    );
+    assert!(
+        stalled >= Duration::from_millis(800) && stalled < Duration::from_millis(2500),
+        "a stalled head was cut {stalled:?} after its first byte; the header deadline is 1 s"
+    );
+}
+
+/// Sends a redirected request on `conn` and reads its answer.
+async fn answered(conn: &mut Raw) {
+    let request = b"GET /Timeclock/X HTTP/1.1\r\nHost: acme.flexhosting.se\r\n\r\n";
+    assert!(conn.send(request).await, "the connection closed early");
+    let resp = conn.response(Duration::from_secs(5), false).await;
+    assert_eq!(resp.expect("an answer").status, 307);
+}
