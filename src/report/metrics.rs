@@ -4,19 +4,20 @@
 //! have kind `_none`.
 
 use super::counts::RequestCounts;
+use super::durations::Durations;
 use super::exposition;
 use crate::table::Table;
 use crate::tls::Certificates;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric Signpost exports, in one registry of its own.
 pub struct Metrics {
     registry: Registry,
     pub requests: RequestCounts,
-    pub duration: HistogramVec,
+    pub duration: Durations,
     pub upstream_errors: IntCounterVec,
     /// Failed TLS handshakes by tenant (from the SNI) and reason: clients that never got
     /// to send a request.
@@ -46,18 +47,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = RequestCounts::default();
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "signpost_request_duration_seconds",
-                "Time from request to response end.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-            &["kind", "action"],
-        )
-        .expect("valid metric");
+        let duration = Durations::default();
         let upstream_errors = IntCounterVec::new(
             Opts::new(
                 "signpost_upstream_errors_total",
@@ -173,8 +163,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         for c in [
-            Box::new(duration.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(upstream_errors.clone()),
+            Box::new(upstream_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(tls_handshake_failures.clone()),
             Box::new(acme_orders.clone()),
             Box::new(acme_failures.clone()),
@@ -233,6 +222,7 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         self.requests.write_text(table, &mut out);
+        self.duration.write_text(&mut out);
         write_tenant_gauges(table, now, &mut out);
         if let Some(certs) = certs {
             write_certificate_expiries(certs, &mut out);

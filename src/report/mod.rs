@@ -3,6 +3,7 @@
 pub mod access;
 pub mod census;
 mod counts;
+mod durations;
 pub mod exposition;
 pub mod metrics;
 pub mod page;
@@ -87,17 +88,17 @@ impl Recorder {
             Some(l) => (l.tenant(), &*l.kind, &*l.rule, l.action),
             None => ("_unknown", "_none", "", "reject"),
         };
+        let metrics = &self.metrics;
         match f.labels {
-            Some(l) => self
-                .metrics
-                .requests
-                .inc(&l.meter, &l.kind, l.action, f.status),
-            None => self.metrics.requests.inc_unknown(f.status),
+            Some(l) => {
+                metrics.requests.inc(&l.meter, &l.kind, l.action, f.status);
+                metrics.duration.observe(&l.kind, l.action, f.elapsed);
+            }
+            None => {
+                metrics.requests.inc_unknown(f.status);
+                metrics.duration.observe(&Kind::none(), action, f.elapsed);
+            }
         }
-        self.metrics
-            .duration
-            .with_label_values(&[kind, action])
-            .observe(f.elapsed.as_secs_f64());
         if let Some((upstream, reason)) = f.upstream_error {
             self.metrics
                 .upstream_errors

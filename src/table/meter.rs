@@ -25,7 +25,7 @@ static KINDS: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
 
 /// More kinds than this (a config that names thousands) are counted under the last number's
 /// name rather than in a meter key's width.
-const MAX_KINDS: usize = 1 << 12;
+pub const MAX_KINDS: usize = 1 << 12;
 
 impl Kind {
     /// The kind called `name`, numbered the first time any config names it.
@@ -43,6 +43,11 @@ impl Kind {
             name: kinds[number].clone(),
             number: number as u16,
         }
+    }
+
+    /// Its number, below [`MAX_KINDS`]; `None` for a kind past them.
+    pub fn number(&self) -> Option<usize> {
+        Some(usize::from(self.number)).filter(|&n| n < MAX_KINDS)
     }
 
     /// `_none`: the kind of a request that matched no rule.
@@ -160,7 +165,7 @@ pub fn tenant_names() -> impl Deref<Target = [Arc<str>]> {
 }
 
 /// The `action` label's values, by number in a meter's key.
-const ACTIONS: [&str; 5] = [
+pub const ACTIONS: [&str; 5] = [
     "redirect",
     "forward",
     "gone",
