@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, DATE, LOCATION};
 use http::StatusCode;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::date::get_cached_date;
 
+use super::date;
 use super::failure::UpstreamFailure;
 use super::forward::SignalHeaders;
 use super::hygiene::Refusal;
@@ -154,7 +154,7 @@ impl Answer {
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
-        write_header(out, b"Date", get_cached_date().as_bytes());
+        date::with_date(|date| write_header(out, b"Date", date.as_bytes()));
         out.extend_from_slice(b"\r\n");
         if let (Some((_, body)), false) = (content, head_only) {
             out.extend_from_slice(body);
@@ -178,7 +178,7 @@ impl Answer {
         if let Some(signals) = &self.signals {
             signals.apply(&mut header)?;
         }
-        header.insert_header(DATE, get_cached_date())?;
+        date::with_date(|date| header.insert_header(DATE, date.clone()))?;
         Ok(header)
     }
 

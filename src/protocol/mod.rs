@@ -17,6 +17,7 @@
 
 pub mod answer;
 pub mod chunked;
+pub mod date;
 pub mod failure;
 pub mod forward;
 pub mod host;

@@ -23,7 +23,7 @@ use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use compact_str::CompactString;
 use http::header::{AUTHORIZATION, USER_AGENT};
@@ -97,19 +97,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
 /// Unix seconds, from the kernel's coarse clock: every request reads it, and the census
 /// needs seconds, not the nanoseconds a full clock read pays for.
-pub fn now() -> u64 {
-    let mut at = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `at` is a valid timespec to write to; the call cannot fail for this clock.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut at) } == 0 {
-        return at.tv_sec.max(0) as u64;
-    }
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::protocol::date::unix_seconds as now;
 
 impl Census {
     /// A census restored from the state file, if there is one. A state file the operator
