@@ -163,7 +163,8 @@ impl Answer {
 
     /// The response head for pingora (HTTP/2); the body is [`Self::body`].
     pub fn response_header(&self) -> pingora::Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(self.status, Some(6))?;
+        // HTTP/2 only: its header names are lower-case on the wire, so no case map is kept.
+        let mut header = ResponseHeader::build_no_case(self.status, Some(6))?;
         match self.content() {
             None => header.insert_header(CONTENT_LENGTH, "0")?,
             Some((content_type, body)) => {
