@@ -339,8 +339,6 @@ impl<'f> Connection<'f> {
         if written {
             Box::pin(linger(&mut self.stream)).await;
         }
-        let ended = Instant::now();
-        self.idle_since = ended;
         self.front.recorder.finish(Finished {
             labels: None,
             status: refusal.status.as_u16(),
