@@ -88,8 +88,12 @@ pub async fn obtain(
             .await
             .map_err(|e| Failure::of("challenge", e))?;
     }
+    // Every half second, without backing off (a CA's Retry-After still comes first): doubling
+    // from 250 ms left an order the CA had finished waiting up to 32 s for the next look,
+    // twice; a certificate issued in a second was picked up 72 s later.
     let patience = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(250))
+        .initial_delay(Duration::from_millis(500))
+        .backoff(1.0)
         .timeout(VALIDATION_PATIENCE);
     let status = (order.poll_ready(&patience).await).map_err(|e| Failure::of("challenge", e))?;
     drop(offered);
