@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::exposition;
-use crate::table::{Kind, ACTIONS, MAX_KINDS};
+use crate::table::{action_number, Kind, ACTIONS, MAX_KINDS};
 
 const NAME: &str = "signpost_request_duration_seconds";
 const BUCKET: &str = "signpost_request_duration_seconds_bucket";
@@ -80,13 +80,8 @@ impl Series {
 
 type ByAction = [Series; ACTIONS.len()];
 
-/// The histogram; clones share the counts.
-#[derive(Clone)]
+/// The histogram.
 pub struct Durations {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     /// By kind number: that kind's series, made by its first request.
     numbered: Box<[OnceLock<Box<ByAction>>]>,
     /// Kinds past the numbered ones (a config that names thousands): rare, under a lock.
@@ -96,10 +91,8 @@ struct Inner {
 impl Default for Durations {
     fn default() -> Self {
         Durations {
-            inner: Arc::new(Inner {
-                numbered: (0..MAX_KINDS).map(|_| OnceLock::new()).collect(),
-                others: Mutex::default(),
-            }),
+            numbered: (0..MAX_KINDS).map(|_| OnceLock::new()).collect(),
+            others: Mutex::default(),
         }
     }
 }
@@ -107,13 +100,13 @@ impl Default for Durations {
 impl Durations {
     /// Counts one request of `kind` whose outcome was `action` (one of [`ACTIONS`]).
     pub fn observe(&self, kind: &Kind, action: &str, elapsed: Duration) {
-        let Some(action) = ACTIONS.iter().position(|a| *a == action) else {
+        let Some(action) = action_number(action) else {
             return;
         };
-        match kind.number().and_then(|n| self.inner.numbered.get(n)) {
+        match kind.number().and_then(|n| self.numbered.get(n)) {
             Some(series) => series.get_or_init(Box::default)[action].observe(elapsed),
             None => {
-                let mut others = self.inner.others.lock().unwrap_or_else(|e| e.into_inner());
+                let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
                 match others.get(&kind.name) {
                     Some(series) => series[action].observe(elapsed),
                     None => {
@@ -130,11 +123,11 @@ impl Durations {
     pub fn write_text(&self, out: &mut Vec<u8>) {
         exposition::family(out, NAME, HELP, "histogram");
         let names = Kind::names();
-        let numbered = self.inner.numbered.iter().zip(names.iter());
+        let numbered = self.numbered.iter().zip(names.iter());
         for (series, kind) in numbered.filter_map(|(s, k)| Some((s.get()?, k))) {
             write_kind(series, kind, out);
         }
-        let others = self.inner.others.lock().unwrap_or_else(|e| e.into_inner());
+        let others = self.others.lock().unwrap_or_else(|e| e.into_inner());
         for (kind, series) in others.iter() {
             write_kind(series, kind, out);
         }

@@ -173,6 +173,11 @@ pub const ACTIONS: [&str; 5] = [
     crate::route::CHALLENGE_ACTION,
 ];
 
+/// An `action` label's place in [`ACTIONS`]; `None` for another.
+pub fn action_number(action: &str) -> Option<usize> {
+    ACTIONS.iter().position(|a| *a == action)
+}
+
 /// Label combinations counted in the tenant's own memory; more go to the caller's overflow.
 /// Three, so that a meter and its reference count are one 64-byte cache line.
 const SLOTS: usize = 3;
@@ -204,7 +209,7 @@ pub struct Counted {
 
 /// (kind, action, code) in one non-zero word; `None` for what no slot holds.
 fn key(kind: &Kind, action: &str, code: u16) -> Option<u32> {
-    let action = ACTIONS.iter().position(|a| *a == action)? as u32;
+    let action = action_number(action)? as u32;
     (usize::from(kind.number) < MAX_KINDS && code < 1024)
         .then(|| ((u32::from(kind.number) << 13) | (action << 10) | u32::from(code)) + 1)
 }

@@ -22,7 +22,7 @@ use crate::upstream::Upstream;
 use challenge::Challenges;
 use compact_str::CompactString;
 use host::HostIndex;
-pub use meter::{tenant_names, Kind, Meter, TenantNo, ACTIONS, MAX_KINDS};
+pub use meter::{action_number, tenant_names, Kind, Meter, TenantNo, ACTIONS, MAX_KINDS};
 use pattern::{Captures, Matcher};
 pub use schedule::{Brownout, Gate, Phase, PhasePlan, Schedule};
 use template::Template;
