@@ -18,7 +18,7 @@ pub enum Outcome {
 }
 
 /// Where a routed request is forwarded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ForwardPlan {
     pub upstream: Arc<Upstream>,
     /// Upstream request target: path and query.

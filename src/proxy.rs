@@ -1,11 +1,11 @@
-//! Signpost's HTTP/2 door: the pingora `ProxyHttp` implementation, glue between pingora's
-//! phases and the rules in [`crate::protocol`] and [`route`] that the HTTP/1 front door
-//! ([`crate::front`]) uses too.
+//! What Signpost does with an HTTP/2 stream, by the rules in [`crate::protocol`] and [`route`]
+//! that the HTTP/1 front door ([`crate::front`]) uses too.
 //!
-//! - `request_filter`: the head's framing checks ([`body_framing`]), a declared empty body checked
-//!   against what the client sends, then routing. Answers ([`Answer`]) are written right here,
-//!   with `write_response_header(.., end_of_stream)`, never `respond_error`; a forward leaves
-//!   its plan in the context.
+//! - [`Gateway::serve`], called by the HTTP/2 door for every stream: the head's framing checks
+//!   ([`body_framing`]), a declared empty body checked against what the client sends, then
+//!   routing. Answers ([`Answer`]) are written and recorded right there; a forward's plan goes
+//!   in the head's extensions, and the stream to pingora's proxy, the `ProxyHttp` below.
+//! - `request_filter`: takes the door's plan back.
 //! - `upstream_peer` / `upstream_request_filter`: connect to the plan's upstream and write the
 //!   forwarded head ([`forwarded_headers`]).
 //! - `request_body_filter`: the body deadline.
@@ -23,6 +23,9 @@ use http::header::HOST;
 use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::v2::server::HttpSession;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
@@ -36,13 +39,16 @@ use crate::route::{route, Labels, Request, Scheme};
 use crate::table::Tables;
 
 /// The gateway: reads the routing snapshot, never writes it.
+#[derive(Clone)]
 pub struct Gateway {
     pub tables: Tables,
     pub recorder: Arc<Recorder>,
     pub deadlines: Deadlines,
 }
 
-/// Per-request state.
+/// Per-request state. `Clone` only because a head's extensions require it: it is moved from
+/// the door to the proxy, never copied.
+#[derive(Clone)]
 pub struct RequestCtx {
     started: Instant,
     route: Option<Labels>,
@@ -53,8 +59,8 @@ pub struct RequestCtx {
     body_deadline: Instant,
 }
 
-fn scheme_of(session: &Session) -> Scheme {
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+fn scheme_of(digest: Option<&Digest>) -> Scheme {
+    let tls = digest.is_some_and(|d| d.ssl_digest.is_some());
     if tls {
         Scheme::Https
     } else {
@@ -63,6 +69,26 @@ fn scheme_of(session: &Session) -> Scheme {
 }
 
 impl Gateway {
+    /// A new stream, from the HTTP/2 door: refused or answered here, and recorded; or, when it
+    /// is a forward, `Some` with the plan for pingora's proxy.
+    pub async fn serve(&self, session: &mut HttpSession) -> Option<RequestCtx> {
+        let mut ctx = self.new_ctx();
+        let outcome = match self.check(session, &ctx).await {
+            Err(refusal) => Outcome::Answer(Answer::refusal(refusal)),
+            Ok(()) => self.decide(session.req_header(), scheme_of(session.digest()), &mut ctx),
+        };
+        let answer = match outcome {
+            Outcome::Forward(plan) => {
+                ctx.forward = Some(plan);
+                return Some(ctx);
+            }
+            Outcome::Answer(answer) => answer,
+        };
+        let error = write_answer(session, &answer).await.err();
+        self.record(session, &ctx, error.as_deref());
+        None
+    }
+
     /// Routes against the current snapshot and turns the decision into owned data, so the
     /// snapshot guard is released before anything is awaited.
     fn decide(&self, head: &RequestHeader, scheme: Scheme, ctx: &mut RequestCtx) -> Outcome {
@@ -89,7 +115,7 @@ impl Gateway {
     /// takes a `content-length` of `0` for the end of the body and never reads on, so a DATA
     /// frame behind it could be forwarded as an empty body before h2 refuses the stream. So
     /// such a body is read here, to its end: h2 refuses data beyond the declared length.
-    async fn check(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), Refusal> {
+    async fn check(&self, session: &mut HttpSession, ctx: &RequestCtx) -> Result<(), Refusal> {
         let head = session.req_header();
         let headers = head
             .headers
@@ -99,7 +125,7 @@ impl Gateway {
         if framing == BodyFraming::Length(0) {
             let deadline = tokio::time::Instant::from_std(ctx.body_deadline);
             let mismatch = Refusal::bad("the body is longer than its content-length");
-            match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            match tokio::time::timeout_at(deadline, session.read_body_bytes()).await {
                 Ok(Ok(None)) => {}
                 Ok(Ok(Some(data))) if data.is_empty() => {}
                 Ok(_) => return Err(mismatch),
@@ -114,22 +140,55 @@ impl Gateway {
         Ok(())
     }
 
-    async fn write_answer(&self, session: &mut Session, answer: &Answer) -> Result<()> {
-        let head_only = session.req_header().method == http::Method::HEAD;
-        let body = answer.body().filter(|_| !head_only);
-        // A failed write is the client's doing (gone, or its stream cancelled).
+    /// One place for everything recorded about a finished request: metrics, census, log.
+    fn record(&self, session: &HttpSession, ctx: &RequestCtx, error: Option<&Error>) {
+        let head = session.req_header();
+        let upstream_error = match (error, &ctx.forward) {
+            (Some(e), Some(plan)) => Some((&*plan.upstream.name, UpstreamFailure::of(e))),
+            _ => None,
+        };
+        self.recorder.finish(Finished {
+            labels: ctx.route.as_ref(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            method: &head.method,
+            path: ctx.routed_path.as_deref().unwrap_or(head.uri.path()),
+            headers: &head.headers,
+            version: head.version,
+            bytes: session.body_bytes_sent() as u64,
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            elapsed: ctx.started.elapsed(),
+            upstream_error,
+            // The same words as the HTTP/1 door's: a failed forward by its UpstreamFailure.
+            error: match (upstream_error, error.map(|e| (e, UpstreamFailure::of(e)))) {
+                (Some((_, failure)), _) => failure.label(),
+                (None, Some((_, UpstreamFailure::ClientGone))) => {
+                    UpstreamFailure::ClientGone.label()
+                }
+                (None, Some((e, _))) => e.etype().as_str(),
+                (None, None) => "",
+            },
+        });
+    }
+}
+
+/// Writes `answer` on its stream, ending it. A failed write is the client's doing (gone, or its
+/// stream cancelled).
+async fn write_answer(session: &mut HttpSession, answer: &Answer) -> Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let body = answer.body().filter(|_| !head_only);
+    session
+        .write_response_header(Box::new(answer.response_header()?), body.is_none())
+        .map_err(|e| e.into_down())?;
+    if let Some(body) = body {
         session
-            .write_response_header(Box::new(answer.response_header()?), body.is_none())
+            .write_body(body, true)
             .await
             .map_err(|e| e.into_down())?;
-        if let Some(body) = body {
-            session
-                .write_response_body(Some(body), true)
-                .await
-                .map_err(|e| e.into_down())?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -147,23 +206,14 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// The door decided ([`Gateway::serve`]): a stream reaches the proxy only to be forwarded.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Err(refusal) = self.check(session, ctx).await {
-            self.write_answer(session, &Answer::refusal(refusal))
-                .await?;
-            return Ok(true);
-        }
-        let scheme = scheme_of(session);
-        match self.decide(session.req_header(), scheme, ctx) {
-            Outcome::Forward(plan) => {
-                ctx.forward = Some(plan);
-                Ok(false)
-            }
-            Outcome::Answer(answer) => {
-                self.write_answer(session, &answer).await?;
-                Ok(true)
-            }
-        }
+        *ctx = session
+            .req_header_mut()
+            .extensions_mut()
+            .remove::<RequestCtx>()
+            .ok_or_else(|| Error::explain(InternalError, "no decision from the door"))?;
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -212,7 +262,7 @@ impl ProxyHttp for Gateway {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
-            scheme: scheme_of(session),
+            scheme: scheme_of(session.digest()),
             original_host,
             websocket: false,
         };
@@ -254,37 +304,11 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// One place for everything recorded about a finished request: metrics, census, log.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let head = session.req_header();
-        let upstream_error = match (error, &ctx.forward) {
-            (Some(e), Some(plan)) => Some((&*plan.upstream.name, UpstreamFailure::of(e))),
-            _ => None,
-        };
-        self.recorder.finish(Finished {
-            labels: ctx.route.as_ref(),
-            status: session.response_written().map_or(0, |r| r.status.as_u16()),
-            method: &head.method,
-            path: ctx.routed_path.as_deref().unwrap_or(head.uri.path()),
-            headers: &head.headers,
-            version: head.version,
-            bytes: session.body_bytes_sent() as u64,
-            peer: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            elapsed: ctx.started.elapsed(),
-            upstream_error,
-            // The same words as the HTTP/1 door's: a failed forward by its UpstreamFailure.
-            error: match (upstream_error, error.map(|e| (e, UpstreamFailure::of(e)))) {
-                (Some((_, failure)), _) => failure.label(),
-                (None, Some((_, UpstreamFailure::ClientGone))) => {
-                    UpstreamFailure::ClientGone.label()
-                }
-                (None, Some((e, _))) => e.etype().as_str(),
-                (None, None) => "",
-            },
-        });
+        // The proxy serves HTTP/2 streams only.
+        if let Some(stream) = session.downstream_session.as_http2() {
+            self.record(stream, ctx, error);
+        }
     }
 
     /// What pingora's own error log says about a request: no query string and no redacted
@@ -322,8 +346,13 @@ impl ProxyHttp for Gateway {
             _ => Answer::upstream_failure(UpstreamFailure::of(e)),
         };
         let code = answer.as_ref().map_or(0, |a| a.status.as_u16());
-        if let Some(answer) = answer.filter(|_| session.response_written().is_none()) {
-            if let Err(err) = self.write_answer(session, &answer).await {
+        let stream = match &mut *session.downstream_session {
+            ServerSession::H2(stream) => Some(stream),
+            _ => None,
+        };
+        let unanswered = stream.filter(|s| s.response_written().is_none());
+        if let (Some(stream), Some(answer)) = (unanswered, answer) {
+            if let Err(err) = write_answer(stream, &answer).await {
                 tracing::debug!(error = %err, "could not send the failure's answer");
             }
         }

@@ -8,11 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
-use pingora::protocols::http::v2::server::default_h2_options;
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -21,9 +18,8 @@ use pingora::services::listening::Service;
 use crate::acme::Acme;
 use crate::admin::Admin;
 use crate::config::{self, Settings};
-use crate::front::{Front, FrontDoor, Tls};
+use crate::front::{Front, FrontDoor, Http2, Tls};
 use crate::listen;
-use crate::protocol::hygiene::MAX_HEAD;
 use crate::proxy::Gateway;
 use crate::reload::Live;
 use crate::report::access::AccessLog;
@@ -85,7 +81,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         deadlines: settings.deadlines,
     };
-    let h2 = http2_door(gateway, &server, &settings);
+    let h2 = Http2::new(gateway, &server.configuration);
     let tls = match (bound.https, &live.certs) {
         (Some(_), Some(store)) => Some(tls(store)?),
         _ => None,
@@ -165,20 +161,6 @@ fn pingora_server(settings: &Settings, upgrade: bool) -> Server {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     server
-}
-
-/// pingora's HTTP/2 server with Signpost's proxy logic, its header-list limit the same as
-/// the HTTP/1 head limit, and idle connections closed after the keep-alive time.
-fn http2_door(gateway: Gateway, server: &Server, settings: &Settings) -> HttpProxy<Gateway> {
-    let mut h2 = HttpProxy::new(gateway, server.configuration.clone());
-    h2.handle_init_modules();
-    let mut options = default_h2_options();
-    options.max_header_list_size(MAX_HEAD as u32);
-    h2.h2_options = Some(options);
-    let mut server_options = HttpServerOptions::default();
-    server_options.h2_idle_timeout = Some(settings.deadlines.idle);
-    h2.server_options = Some(server_options);
-    h2
 }
 
 /// The https listener's TLS: certificates chosen by SNI from `store`, ALPN `h2` and

@@ -2,8 +2,9 @@
 //!
 //! Connections are accepted by `accept`, which makes nothing for one before its first bytes
 //! arrive. A connection on the https listener gets its TLS handshake here, within the header
-//! deadline (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 goes to
-//! pingora's HTTP/2 server ([`crate::proxy`]) once its preface has arrived in time; everything
+//! deadline (pingora's own listener would allow 60 s). Then ALPN decides: HTTP/2 is served by
+//! `h2` once its preface has arrived in time, its streams answered by [`crate::proxy`]'s
+//! gateway and only forwards handed to pingora's proxy; everything
 //! else — every HTTP/1.x request, with or without a body, answered or forwarded, WebSocket
 //! upgrades included — is served here, by `conn`, to the end of the connection.
 //!
@@ -19,6 +20,7 @@ mod body;
 mod conn;
 mod deadline;
 mod forward;
+mod h2;
 mod head;
 mod hello;
 mod primed;
@@ -28,18 +30,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
 
 use crate::protocol::hygiene::Deadlines;
-use crate::proxy::Gateway;
 use crate::report::Recorder;
 use crate::table::Tables;
 use crate::tls::Certificates;
@@ -47,10 +46,11 @@ use crate::upstream::pool::Conn;
 use crate::upstream::Upstream;
 pub use accept::FrontDoor;
 use conn::Connection;
+pub use h2::Http2;
 
 pub struct Front {
-    /// pingora's HTTP/2 server with Signpost's proxy logic.
-    h2: Arc<HttpProxy<Gateway>>,
+    /// The HTTP/2 door.
+    h2: Arc<Http2>,
     tls: Option<Tls>,
     /// Makes new upstream connections (TCP, TLS) for forwards; idle ones wait in
     /// [`crate::upstream::pool`].
@@ -75,7 +75,7 @@ pub struct Tls {
 
 impl Front {
     pub fn new(
-        h2: HttpProxy<Gateway>,
+        h2: Http2,
         tls: Option<Tls>,
         conf: &ServerConf,
         tables: Tables,
@@ -156,10 +156,7 @@ impl Front {
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             if let Some(stream) = Box::pin(primed::read_h2_preface(stream, deadline)).await {
-                // Deliberately never the HTTP/2 proxy's `cleanup`: that makes pingora close,
-                // at once, every kept-alive connection, under clients that may be sending a
-                // request.
-                Box::pin(self.h2.process_new(stream, shutdown)).await;
+                Box::pin(self.h2.serve(stream, shutdown)).await;
             }
             return;
         }

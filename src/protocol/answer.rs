@@ -6,7 +6,7 @@
 //! and a new connection per redirect would cost more than the redirect.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, DATE, LOCATION};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::StatusCode;
 use pingora::http::ResponseHeader;
 
@@ -161,7 +161,7 @@ impl Answer {
         }
     }
 
-    /// The response head for pingora (HTTP/2); the body is [`Self::body`].
+    /// The response head for pingora's HTTP/2 session; the body is [`Self::body`].
     pub fn response_header(&self) -> pingora::Result<ResponseHeader> {
         // HTTP/2 only: its header names are lower-case on the wire, so no case map is kept.
         let mut header = ResponseHeader::build_no_case(self.status, Some(6))?;
@@ -179,7 +179,7 @@ impl Answer {
         if let Some(signals) = &self.signals {
             signals.apply(&mut header)?;
         }
-        date::with_date(|date| header.insert_header(DATE, date.clone()))?;
+        // No `Date`: pingora's HTTP/2 session sets it on every response it writes.
         Ok(header)
     }
 

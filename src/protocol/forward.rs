@@ -130,7 +130,7 @@ impl HeadSink for RequestHeader {
 /// The tenant's signalling headers on a forwarded response or a redirect (RFC 9745
 /// `Deprecation`, RFC 8594 `Sunset`, and `Link` to the new URL), each replacing the upstream's
 /// of the same name. Owned copies are cheap: `HeaderValue`s share their bytes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SignalHeaders {
     deprecation: Option<HeaderValue>,
     sunset: Option<HeaderValue>,

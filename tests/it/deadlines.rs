@@ -152,7 +152,9 @@ async fn a_body_that_does_not_arrive_in_time_is_cut_at_the_body_deadline() {
 /// is closed at the idle time after its last answer; and one whose next head, sent after a
 /// while, stalls halfway is closed at the header deadline (1 s) after its first byte, not at
 /// the idle time. The front door keeps one timer per connection and moves it lazily: this
-/// holds it to both ends.
+/// holds it to both ends. Over HTTP/2, whose door keeps the idle time by counting open
+/// streams: a connection with a stream open longer than the idle time (a forward whose body
+/// comes a byte a second) stays open, and a quiet one is closed at the idle time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_connection_is_held_to_the_idle_and_header_deadlines() {
     let (gw, _up) = Gateway::with_recording_upstream(|config, _| {
@@ -186,7 +188,46 @@ async fn a_kept_alive_connection_is_held_to_the_idle_and_header_deadlines() {
         assert_ne!(conn.end(Duration::from_secs(10)).await, End::Open);
         first_byte.elapsed()
     };
-    let ((), quiet, stalled) = tokio::join!(busy, quiet, stalled);
+    let h2_busy = async {
+        let (send, connection) = h2_connect(&gw).await;
+        let mut send = send.ready().await.unwrap();
+        let request = http::Request::post("https://acme.flexhosting.se/HRM/API/v1/upload")
+            .header("content-length", "8")
+            .body(())
+            .unwrap();
+        let (response, mut body) = send.send_request(request, false).unwrap();
+        for sent in 1..=8 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            body.send_data(bytes::Bytes::from_static(b"x"), sent == 8)
+                .expect("the connection closed while a stream was open");
+        }
+        let response = response.await.expect("the stream was cut");
+        assert_eq!(response.status(), 201);
+        drop(send);
+        connection.abort();
+    };
+    let h2_quiet = async {
+        let (send, connection) = h2_connect(&gw).await;
+        let mut send = send.ready().await.unwrap();
+        let request = http::Request::get("https://acme.flexhosting.se/Timeclock/X")
+            .body(())
+            .unwrap();
+        let (response, _) = send.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 307);
+        let last_answer = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        assert!(
+            closed.is_ok(),
+            "a quiet HTTP/2 connection was open 10 s after its answer"
+        );
+        drop(send);
+        last_answer.elapsed()
+    };
+    let ((), quiet, stalled, (), h2_quiet) = tokio::join!(busy, quiet, stalled, h2_busy, h2_quiet);
+    assert!(
+        h2_quiet >= Duration::from_millis(5800) && h2_quiet < Duration::from_secs(8),
+        "a quiet HTTP/2 connection closed {h2_quiet:?} after its answer; the idle time is 6 s"
+    );
     assert!(
         quiet >= Duration::from_millis(5800) && quiet < Duration::from_secs(8),
         "a quiet connection closed {quiet:?} after its answer; the idle time is 6 s"
@@ -195,6 +236,18 @@ async fn a_kept_alive_connection_is_held_to_the_idle_and_header_deadlines() {
         stalled >= Duration::from_millis(800) && stalled < Duration::from_millis(2500),
         "a stalled head was cut {stalled:?} after its first byte; the header deadline is 1 s"
     );
+}
+
+/// An HTTP/2 client connection; the task ends when the server closes it.
+async fn h2_connect(
+    gw: &Gateway,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tls = raw_h2::tls(gw.https, "acme.flexhosting.se").await;
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    (send, tokio::spawn(connection))
 }
 
 /// Sends a redirected request on `conn` and reads its answer.
