@@ -1,10 +1,11 @@
 //! What Signpost does with an HTTP/2 stream, by the rules in [`crate::protocol`] and [`route`]
 //! that the HTTP/1 front door ([`crate::front`]) uses too.
 //!
-//! - [`Gateway::serve`], called by the HTTP/2 door for every stream: the head's framing checks
-//!   ([`body_framing`]), a declared empty body checked against what the client sends, then
-//!   routing. Answers ([`Answer`]) are written and recorded right there; a forward's plan goes
-//!   in the head's extensions, and the stream to pingora's proxy, the `ProxyHttp` below.
+//! - [`Gateway::begin`] and [`Gateway::finish`], called by the HTTP/2 door for every stream: the
+//!   head's framing checks ([`body_framing`]), a declared empty body checked against what the
+//!   client sends, then routing. Answers ([`Answer`]) are written and recorded right there; a
+//!   forward's plan goes in the head's extensions, and the stream to pingora's proxy, the
+//!   `ProxyHttp` below.
 //! - `request_filter`: takes the door's plan back.
 //! - `upstream_peer` / `upstream_request_filter`: connect to the plan's upstream and write the
 //!   forwarded head ([`forwarded_headers`]).
@@ -69,24 +70,68 @@ fn scheme_of(digest: Option<&Digest>) -> Scheme {
 }
 
 impl Gateway {
-    /// A new stream, from the HTTP/2 door: refused or answered here, and recorded; or, when it
-    /// is a forward, `Some` with the plan for pingora's proxy.
-    pub async fn serve(&self, session: &mut HttpSession) -> Option<RequestCtx> {
-        let mut ctx = self.new_ctx();
-        let outcome = match self.check(session, &ctx).await {
-            Err(refusal) => Outcome::Answer(Answer::refusal(refusal)),
-            Ok(()) => self.decide(session.req_header(), scheme_of(session.digest()), &mut ctx),
-        };
-        let answer = match outcome {
+    /// A new stream, from the HTTP/2 door, taken as far as it goes without waiting. Most end
+    /// here: a redirect is a head and nothing after it, written and recorded at once, with no
+    /// task of its own. What has to wait is returned for [`Self::finish`].
+    pub fn begin(&self, session: &mut HttpSession) -> Step {
+        let ctx = self.new_ctx();
+        let head = session.req_header();
+        let headers = head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        match body_framing(headers, Version::HTTP_2) {
+            Err(refusal) => self.answer(session, ctx, Answer::refusal(refusal)),
+            Ok(BodyFraming::Length(0)) => Step::EmptyBody(ctx),
+            Ok(_) => self.route(session, ctx),
+        }
+    }
+
+    /// The rest of a stream [`Self::begin`] could not finish; `Some` with the plan when it is a
+    /// forward, for pingora's proxy.
+    pub async fn finish(&self, session: &mut HttpSession, mut step: Step) -> Option<RequestCtx> {
+        loop {
+            step = match step {
+                Step::Done => return None,
+                Step::Forward(ctx) => return Some(ctx),
+                Step::EmptyBody(ctx) => match self.empty_body(session, &ctx).await {
+                    Ok(()) => self.route(session, ctx),
+                    Err(refusal) => self.answer(session, ctx, Answer::refusal(refusal)),
+                },
+                Step::Body(body, ctx) => {
+                    // A failed write is the client's doing (gone, or its stream cancelled).
+                    let written = session.write_body(body, true).await;
+                    let error = written.map_err(|e| e.into_down()).err();
+                    self.record(session, &ctx, error.as_deref());
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn route(&self, session: &mut HttpSession, mut ctx: RequestCtx) -> Step {
+        match self.decide(session.req_header(), scheme_of(session.digest()), &mut ctx) {
+            Outcome::Answer(answer) => self.answer(session, ctx, answer),
             Outcome::Forward(plan) => {
                 ctx.forward = Some(plan);
-                return Some(ctx);
+                Step::Forward(ctx)
             }
-            Outcome::Answer(answer) => answer,
-        };
-        let error = write_answer(session, &answer).await.err();
-        self.record(session, &ctx, error.as_deref());
-        None
+        }
+    }
+
+    /// Writes the answer's head, and records the stream when nothing follows it.
+    fn answer(&self, session: &mut HttpSession, ctx: RequestCtx, answer: Answer) -> Step {
+        match write_answer_head(session, &answer) {
+            Ok(Some(body)) => Step::Body(body, ctx),
+            Ok(None) => {
+                self.record(session, &ctx, None);
+                Step::Done
+            }
+            Err(e) => {
+                self.record(session, &ctx, Some(&e));
+                Step::Done
+            }
+        }
     }
 
     /// Routes against the current snapshot and turns the decision into owned data, so the
@@ -111,33 +156,21 @@ impl Gateway {
         )
     }
 
-    /// The request head's framing checks; and a body declared empty must be empty: pingora
-    /// takes a `content-length` of `0` for the end of the body and never reads on, so a DATA
-    /// frame behind it could be forwarded as an empty body before h2 refuses the stream. So
-    /// such a body is read here, to its end: h2 refuses data beyond the declared length.
-    async fn check(&self, session: &mut HttpSession, ctx: &RequestCtx) -> Result<(), Refusal> {
-        let head = session.req_header();
-        let headers = head
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
-        let framing = body_framing(headers, Version::HTTP_2)?;
-        if framing == BodyFraming::Length(0) {
-            let deadline = tokio::time::Instant::from_std(ctx.body_deadline);
-            let mismatch = Refusal::bad("the body is longer than its content-length");
-            match tokio::time::timeout_at(deadline, session.read_body_bytes()).await {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some(data))) if data.is_empty() => {}
-                Ok(_) => return Err(mismatch),
-                Err(_) => {
-                    return Err(Refusal {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        why: "the request body did not arrive in time",
-                    })
-                }
-            }
+    /// A body declared empty must be empty: pingora takes a `content-length` of `0` for the end
+    /// of the body and never reads on, so a DATA frame behind it could be forwarded as an empty
+    /// body before h2 refuses the stream. So such a body is read here, to its end: h2 refuses
+    /// data beyond the declared length.
+    async fn empty_body(&self, session: &mut HttpSession, ctx: &RequestCtx) -> Result<(), Refusal> {
+        let deadline = tokio::time::Instant::from_std(ctx.body_deadline);
+        match tokio::time::timeout_at(deadline, session.read_body_bytes()).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(data))) if data.is_empty() => Ok(()),
+            Ok(_) => Err(Refusal::bad("the body is longer than its content-length")),
+            Err(_) => Err(Refusal {
+                status: StatusCode::REQUEST_TIMEOUT,
+                why: "the request body did not arrive in time",
+            }),
         }
-        Ok(())
     }
 
     /// One place for everything recorded about a finished request: metrics, census, log.
@@ -174,15 +207,32 @@ impl Gateway {
     }
 }
 
-/// Writes `answer` on its stream, ending it. A failed write is the client's doing (gone, or its
-/// stream cancelled).
-async fn write_answer(session: &mut HttpSession, answer: &Answer) -> Result<()> {
+/// What is left of a stream after [`Gateway::begin`].
+pub enum Step {
+    /// Answered and recorded.
+    Done,
+    /// An answer's head is written; its body is to send.
+    Body(Bytes, RequestCtx),
+    /// The body declared empty is to be read to its end before routing.
+    EmptyBody(RequestCtx),
+    /// To be forwarded by pingora's proxy.
+    Forward(RequestCtx),
+}
+
+/// Writes the answer's head, ending the stream unless a body follows; the body, if any.
+/// A failed write is the client's doing (gone, or its stream cancelled).
+fn write_answer_head(session: &mut HttpSession, answer: &Answer) -> Result<Option<Bytes>> {
     let head_only = session.req_header().method == http::Method::HEAD;
     let body = answer.body().filter(|_| !head_only);
     session
         .write_response_header(Box::new(answer.response_header()?), body.is_none())
         .map_err(|e| e.into_down())?;
-    if let Some(body) = body {
+    Ok(body)
+}
+
+/// Writes `answer` on its stream, ending it.
+async fn write_answer(session: &mut HttpSession, answer: &Answer) -> Result<()> {
+    if let Some(body) = write_answer_head(session, answer)? {
         session
             .write_body(body, true)
             .await
@@ -206,7 +256,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// The door decided ([`Gateway::serve`]): a stream reaches the proxy only to be forwarded.
+    /// The door decided ([`Gateway::begin`]): a stream reaches the proxy only to be forwarded.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         *ctx = session
             .req_header_mut()

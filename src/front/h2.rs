@@ -1,5 +1,7 @@
 //! The HTTP/2 door: the accept loop of an HTTP/2 connection. Each stream is answered from the
-//! shared decision ([`Gateway::serve`]); only a forward is handed to pingora's proxy.
+//! shared decision ([`Gateway::begin`]), most of them (a redirect: a head and nothing after it)
+//! right in this loop; a stream that has to wait for something gets a task of its own, and only
+//! a forward is handed to pingora's proxy.
 //!
 //! Why not pingora's own loop (the proxy's `HttpServerApp`): it spawns every stream as the
 //! proxy's whole `process_new_http` future, which `async_trait` moves into a box of several
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use pingora::apps::HttpServerApp;
 use pingora::protocols::http::v2::server::{
     default_h2_options, handshake, H2Accept, H2Options, HttpSession,
@@ -25,7 +28,7 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::Notify;
 
 use crate::protocol::hygiene::MAX_HEAD;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, Step};
 
 /// Streams refused as malformed (by pingora, while accepting them) after which the connection
 /// is closed: as many as pingora's own loop allows.
@@ -55,8 +58,8 @@ impl Http2 {
         }
     }
 
-    /// Serves an HTTP/2 connection (its preface already arrived) to its end. Each stream is a
-    /// task of its own.
+    /// Serves an HTTP/2 connection (its preface already arrived) to its end. A stream that has
+    /// to wait (a body, a forward) is a task of its own.
     pub async fn serve(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
         let digest = Arc::new(Digest {
             ssl_digest: stream.get_ssl_digest(),
@@ -75,6 +78,8 @@ impl Http2 {
         let mut shutdown = shutdown.clone();
         let mut draining = false;
         let mut malformed = 0;
+        // The streams taken in one go, answered together.
+        let mut ready = Vec::new();
         loop {
             // Once draining (GOAWAY sent), streams the client opened before it are still
             // accepted, and accepting drives the connection to its clean end.
@@ -93,40 +98,54 @@ impl Http2 {
                     _ = open.none_for(self.idle) => return,
                 }
             };
-            match accepted {
-                Ok(Some(H2Accept::Session(session))) => {
-                    let door = self.clone();
-                    let done = open.start();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        door.stream(session, &shutdown).await;
-                        drop(done);
-                    });
-                }
-                // Answered or reset by pingora already; its siblings go on.
-                Ok(Some(H2Accept::Rejected)) => {
-                    malformed += 1;
-                    if malformed == MALFORMED_STREAMS_PER_CONNECTION {
-                        tracing::debug!(
-                            "HTTP/2 connection closed after {malformed} malformed streams"
-                        );
+            let mut accepted = accepted;
+            loop {
+                match accepted {
+                    Ok(Some(H2Accept::Session(session))) => ready.push(session),
+                    // Answered or reset by pingora already; its siblings go on.
+                    Ok(Some(H2Accept::Rejected)) => {
+                        malformed += 1;
+                        if malformed == MALFORMED_STREAMS_PER_CONNECTION {
+                            tracing::debug!(
+                                "HTTP/2 connection closed after {malformed} malformed streams"
+                            );
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    // Most often a client that closed its socket without a GOAWAY.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "HTTP/2 connection ended");
                         return;
                     }
                 }
-                Ok(None) => return,
-                // Most often a client that closed its socket without a GOAWAY.
-                Err(e) => {
-                    tracing::debug!(error = %e, "HTTP/2 connection ended");
-                    return;
+                // Every stream that has already arrived is taken before any is answered:
+                // accepting flushes what is written, and the answers should leave together.
+                match HttpSession::from_h2_conn(&mut conn, digest.clone()).now_or_never() {
+                    Some(next) => accepted = next,
+                    None => break,
                 }
+            }
+            for mut session in ready.drain(..) {
+                let step = self.gateway.begin(&mut session);
+                if matches!(step, Step::Done) {
+                    continue;
+                }
+                let door = self.clone();
+                let done = open.start();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    door.finish(session, step, &shutdown).await;
+                    drop(done);
+                });
             }
         }
     }
 
-    /// One stream: answered by the gateway, or forwarded by pingora's proxy with the gateway's
-    /// plan.
-    async fn stream(&self, mut session: HttpSession, shutdown: &ShutdownWatch) {
-        if let Some(ctx) = self.gateway.serve(&mut session).await {
+    /// The rest of a stream the gateway began: finished by the gateway, or forwarded by
+    /// pingora's proxy with the gateway's plan.
+    async fn finish(&self, mut session: HttpSession, step: Step, shutdown: &ShutdownWatch) {
+        if let Some(ctx) = self.gateway.finish(&mut session, step).await {
             session.req_header_mut().extensions_mut().insert(ctx);
             // Boxed by `async_trait`: only forwards pay for the proxy's large future.
             self.proxy
