@@ -78,8 +78,6 @@ impl Http2 {
         let mut shutdown = shutdown.clone();
         let mut draining = false;
         let mut malformed = 0;
-        // The streams taken in one go, answered together.
-        let mut ready = Vec::new();
         loop {
             // Once draining (GOAWAY sent), streams the client opened before it are still
             // accepted, and accepting drives the connection to its clean end.
@@ -98,6 +96,9 @@ impl Http2 {
                     _ = open.none_for(self.idle) => return,
                 }
             };
+            // The streams taken in one go, answered together. Made for each go (a stream is
+            // 536 bytes): a quiet connection keeps none.
+            let mut ready = Vec::new();
             let mut accepted = accepted;
             loop {
                 match accepted {
@@ -126,7 +127,7 @@ impl Http2 {
                     None => break,
                 }
             }
-            for mut session in ready.drain(..) {
+            for mut session in ready {
                 let step = self.gateway.begin(&mut session);
                 if matches!(step, Step::Done) {
                     continue;
