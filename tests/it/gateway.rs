@@ -471,6 +471,68 @@ async fn pipelined_redirects_and_forwards_share_one_connection() {
     assert_eq!(seen[0].target, "/v1/one?x=1");
 }
 
+/// Many streams at once on one HTTP/2 connection, all sent before any answer is read:
+/// redirects and a `410` (answered in the connection's own loop, several from one read),
+/// forwards and requests with `content-length: 0` (each finished in a task of its own). Every
+/// stream gets its own answer.
+#[tokio::test]
+async fn concurrent_http2_streams_each_get_their_own_answer() {
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.flexhrm.com", "web.flexhrm.com"]).await;
+    let gw = Gateway::start_example(Some((&upstream, &ca)));
+    let tls = crate::common::h2::tls(gw.https, "acme.flexhosting.se").await;
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..40 {
+        let base = "https://acme.flexhosting.se";
+        let (request, want) = match i % 4 {
+            0 => (
+                http::Request::get(format!("{base}/Timeclock/T{i}")),
+                (307, format!("/T{i}/1234")),
+            ),
+            1 => (
+                http::Request::get(format!("{base}/HRM/API/v1/one?x={i}")),
+                (201, String::new()),
+            ),
+            2 => (
+                http::Request::head(format!("{base}/HRM/ShiftRequest/{i}")),
+                (410, String::new()),
+            ),
+            _ => (
+                http::Request::get(format!("{base}/Timeclock/E{i}")).header("content-length", "0"),
+                (307, format!("/E{i}/1234")),
+            ),
+        };
+        let (response, _) = send.send_request(request.body(()).unwrap(), true).unwrap();
+        pending.push((i, response, want));
+    }
+    for (i, response, (status, location)) in pending {
+        let response = tokio::time::timeout(PATIENCE, response)
+            .await
+            .unwrap_or_else(|_| panic!("stream {i}: no answer"))
+            .unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        assert_eq!(response.status(), status, "stream {i}");
+        let got = response
+            .headers()
+            .get("location")
+            .map_or("", |l| l.to_str().unwrap());
+        assert!(
+            got.ends_with(&location) && (location.is_empty() == got.is_empty()),
+            "stream {i}: location {got:?}, expected one ending {location:?}"
+        );
+    }
+    let mut targets: Vec<_> = upstream.take().into_iter().map(|s| s.target).collect();
+    targets.sort();
+    let mut expected: Vec<_> = (0..40)
+        .filter(|i| i % 4 == 1)
+        .map(|i| format!("/v1/one?x={i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(targets, expected);
+}
+
 /// An HTTP/1 forward: the same rewriting, signalling and header rules as over HTTP/2, and a
 /// streamed (chunked) answer passed through whole.
 #[tokio::test]
