@@ -3,6 +3,11 @@
 //! right in this loop; a stream that has to wait for something gets a task of its own, and only
 //! a forward is handed to pingora's proxy.
 //!
+//! Accepting a stream also flushes what the connection has to write, so streams answered one by
+//! one as they are accepted would each leave in a write (and a TLS record) of their own. The
+//! loop takes every stream that has already arrived first, then answers them: their answers
+//! leave together, at the next flush.
+//!
 //! Why not pingora's own loop (the proxy's `HttpServerApp`): it spawns every stream as the
 //! proxy's whole `process_new_http` future, which `async_trait` moves into a box of several
 //! kilobytes before it starts, and then builds a proxy session (cache, compression, modules)

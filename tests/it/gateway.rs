@@ -472,9 +472,9 @@ async fn pipelined_redirects_and_forwards_share_one_connection() {
 }
 
 /// Many streams at once on one HTTP/2 connection, all sent before any answer is read:
-/// redirects and a `410` (answered in the connection's own loop, several from one read),
-/// forwards and requests with `content-length: 0` (each finished in a task of its own). Every
-/// stream gets its own answer.
+/// redirects and `HEAD`s of a `410` (answered in the connection's own loop, several from one
+/// read), forwards and requests with `content-length: 0` (each finished in a task of its own).
+/// Every stream gets its own answer.
 #[tokio::test]
 async fn concurrent_http2_streams_each_get_their_own_answer() {
     let ca = TestCa::new();
