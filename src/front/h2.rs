@@ -45,8 +45,6 @@ pub struct Http2 {
     proxy: Arc<HttpProxy<Gateway>>,
     /// Its header-list limit is the HTTP/1 head limit.
     options: H2Options,
-    /// A connection with no open stream for this long is closed.
-    idle: Duration,
 }
 
 impl Http2 {
@@ -56,7 +54,6 @@ impl Http2 {
         let mut options = default_h2_options();
         options.max_header_list_size(MAX_HEAD as u32);
         Self {
-            idle: gateway.deadlines.idle,
             gateway,
             proxy: Arc::new(proxy),
             options,
@@ -97,8 +94,9 @@ impl Http2 {
                         continue;
                     }
                     accepted = HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
-                    // Closed without a GOAWAY wait that a gone client could hold up.
-                    _ = open.none_for(self.idle) => return,
+                    // With no stream open for the idle time: closed without a GOAWAY wait
+                    // that a gone client could hold up.
+                    _ = open.none_for(self.gateway.deadlines.idle) => return,
                 }
             };
             // The streams taken in one go, answered together. Made for each go (a stream is
