@@ -146,7 +146,7 @@ impl Recorder {
             rule,
             action,
             client_id: client.as_deref().unwrap_or(""),
-            user_agent: header(http::header::USER_AGENT),
+            user_agent: caller.map_or_else(|| header(http::header::USER_AGENT), |c| c.user_agent()),
             referer: header(http::header::REFERER),
             error: f.error,
         });

@@ -602,6 +602,11 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
+    /// The User-Agent as the census keeps it (capped): the access log shows the same.
+    pub fn user_agent(&self) -> &'a str {
+        self.user_agent
+    }
+
     /// A caller known by its address and a description only (a failed TLS handshake).
     pub fn anonymous(description: &'a str, address: Option<IpAddr>) -> Self {
         Caller {
