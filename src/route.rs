@@ -214,10 +214,10 @@ fn challenge<'t, 'r>(table: &'t Table, req: &Request<'r>) -> Option<Routed<'t, '
         return None;
     }
     let host = request_host(req).ok()?;
-    let key_authorization = table.challenges.answer(host.as_str(), token)?;
+    let key_authorization = table.challenges.answer(&host, token)?;
     Some(Routed {
         path: Cow::Borrowed(req.uri.path()),
-        tenant: table.tenant_for(host.as_str()),
+        tenant: table.tenant_for(&host),
         rule: None,
         decision: Decision::Challenge { key_authorization },
         branch: None,
@@ -242,7 +242,7 @@ fn locate<'t, 'r>(
         return Err((StatusCode::METHOD_NOT_ALLOWED, why, None));
     }
     let host = request_host(req).map_err(|why| (StatusCode::BAD_REQUEST, why, None))?;
-    let Some(tenant) = table.tenant_for(host.as_str()) else {
+    let Some(tenant) = table.tenant_for(&host) else {
         let why = "no tenant has this host";
         return Err((StatusCode::MISDIRECTED_REQUEST, why, None));
     };
@@ -334,7 +334,7 @@ pub fn choose_branch(req: &Request<'_>) -> Branch {
 /// The host a request names: its absolute-form authority or its `Host` header, which must
 /// agree when both are present (a proxy in front must not see one tenant while Signpost
 /// serves another).
-fn request_host(req: &Request<'_>) -> Result<host::NormalHost, &'static str> {
+fn request_host<'r>(req: &'r Request<'_>) -> Result<Cow<'r, str>, &'static str> {
     let bad = |e: BadHost| match e {
         BadHost::Empty => "the Host header is empty",
         BadHost::Invalid => "the host is not a valid name",
@@ -353,7 +353,7 @@ fn request_host(req: &Request<'_>) -> Result<host::NormalHost, &'static str> {
         None => None,
     };
     match (from_target, from_header) {
-        (Some(t), Some(h)) if t.as_str() != h.as_str() => {
+        (Some(t), Some(h)) if t != h => {
             Err("the Host header and the request target name different hosts")
         }
         (Some(t), _) => Ok(t),

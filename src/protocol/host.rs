@@ -1,23 +1,13 @@
 //! The host a request names, as routing reads it: a `Host` header value or URI authority
-//! with its port and one trailing dot cut off and its case folded, or refused when it is not a
-//! DNS name or IP literal. Config host names are checked with the same syntax.
+//! with its port and one trailing dot cut off and its case folded (borrowed unless it had
+//! upper-case letters), or refused when it is not a DNS name or IP literal. Config host names
+//! are checked with the same syntax.
+
+use std::borrow::Cow;
 
 /// The longest DNS name (RFC 1035). A host is kept without its port, so no valid host is
 /// longer (an IPv6 literal with its brackets is at most 47 bytes).
 const MAX_HOST: usize = 253;
-
-/// A request host, lower-cased, without port or trailing dot, in a stack buffer.
-pub struct NormalHost {
-    buf: [u8; MAX_HOST],
-    len: usize,
-}
-
-impl NormalHost {
-    pub fn as_str(&self) -> &str {
-        // Only ASCII bytes are ever copied in (see `normalize`).
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
 
 /// Why a host is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +18,7 @@ pub enum BadHost {
 
 /// Normalises a `Host` header value or URI authority: strips the port and one trailing dot,
 /// lower-cases, and refuses anything that is not a DNS name or IP literal.
-pub fn normalize(raw: &[u8]) -> Result<NormalHost, BadHost> {
+pub fn normalize(raw: &[u8]) -> Result<Cow<'_, str>, BadHost> {
     if raw.is_empty() {
         return Err(BadHost::Empty);
     }
@@ -61,14 +51,14 @@ pub fn normalize(raw: &[u8]) -> Result<NormalHost, BadHost> {
     if host.len() > MAX_HOST {
         return Err(BadHost::Invalid);
     }
-    let mut out = NormalHost {
-        buf: [0; MAX_HOST],
-        len: host.len(),
-    };
-    for (o, b) in out.buf.iter_mut().zip(host) {
-        *o = b.to_ascii_lowercase();
-    }
-    Ok(out)
+    // Only ASCII letters, digits and `-_.:[]` are left (checked above).
+    let host = std::str::from_utf8(host).map_err(|_| BadHost::Invalid)?;
+    // Clients send hosts in lower case nearly always: those are borrowed, not copied.
+    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 fn check_port(port: &[u8]) -> Result<(), BadHost> {
@@ -101,7 +91,7 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> Result<String, BadHost> {
-        normalize(s.as_bytes()).map(|h| h.as_str().to_owned())
+        normalize(s.as_bytes()).map(Cow::into_owned)
     }
 
     #[test]
@@ -117,6 +107,10 @@ mod tests {
         );
         assert_eq!(norm("[::1]:8080").unwrap(), "[::1]");
         assert_eq!(norm("127.0.0.1").unwrap(), "127.0.0.1");
+        assert!(matches!(
+            normalize(b"acme.flexhosting.se.:443"),
+            Ok(Cow::Borrowed("acme.flexhosting.se"))
+        ));
     }
 
     #[test]
