@@ -408,6 +408,7 @@ impl Census {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
+        let mut rows = Vec::with_capacity(taken.iter().map(|s| s.pending.len()).sum());
         for shard in taken {
             let clients: HashMap<u64, Arc<Client>, foldhash::fast::RandomState> = shard
                 .callers
@@ -424,12 +425,9 @@ impl Census {
                     (key, client)
                 })
                 .collect();
-            for p in shard.pending.into_values() {
-                let Some(client) = clients.get(&p.caller).cloned() else {
-                    continue;
-                };
-                let row = Row {
-                    client,
+            rows.extend(shard.pending.into_values().filter_map(|p| {
+                Some(Row {
+                    client: clients.get(&p.caller).cloned()?,
                     tenant: p.tenant,
                     kind: p.kind.name,
                     first_seen: p.first_seen,
@@ -437,13 +435,19 @@ impl Census {
                     count: p.count,
                     last_path: p.path,
                     last_status: p.status,
-                };
-                if let Some(store) = &self.store {
-                    store.add(&row);
-                }
-                if data.record(row) {
-                    self.metrics.census_evictions.inc();
-                }
+                })
+            }));
+        }
+        // Oldest first: the table links each row in by its time from the newest end, so a
+        // row older than the rows folded before it would walk back over every one of them
+        // (a drain across a second's turn, in the maps' random order, was quadratic).
+        rows.sort_by_key(|row| row.last_seen);
+        for row in rows {
+            if let Some(store) = &self.store {
+                store.add(&row);
+            }
+            if data.record(row) {
+                self.metrics.census_evictions.inc();
             }
         }
         // Forget the clients no row (and no store batch) holds any more, once they outnumber
