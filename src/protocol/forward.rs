@@ -77,19 +77,46 @@ where
         sink.header(b"Upgrade", b"websocket");
     }
     if let Some(ip) = hop.client_ip {
-        let mut text = [0u8; 45];
-        let len = {
-            use std::io::Write;
-            let mut cursor = std::io::Cursor::new(&mut text[..]);
-            let _ = write!(cursor, "{ip}");
-            cursor.position() as usize
-        };
-        sink.header(b"X-Forwarded-For", &text[..len]);
+        sink.header(b"X-Forwarded-For", address_text(ip, &mut [0; 45]));
     }
     sink.header(b"X-Forwarded-Proto", hop.scheme.as_str().as_bytes());
     if let Some(host) = hop.original_host {
         sink.header(b"X-Forwarded-Host", host);
     }
+}
+
+/// An address as `Display` writes it (`X-Forwarded-For`, the access log's client), in `buf`:
+/// IPv4, nearly every client, without the formatting machinery, which cost 1,000 instructions
+/// per forward. 45 bytes hold the longest IPv6 text.
+pub fn address_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
+    let mut len = 0;
+    let mut push = |b: u8| {
+        buf[len] = b;
+        len += 1;
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    push(b'.');
+                }
+                if o >= 100 {
+                    push(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    push(b'0' + o / 10 % 10);
+                }
+                push(b'0' + o % 10);
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            len = cursor.position() as usize;
+        }
+    }
+    &buf[..len]
 }
 
 /// Whether a client header (by name) may cross to the upstream, before `Connection` is read.

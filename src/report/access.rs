@@ -22,6 +22,7 @@ use prometheus::IntCounter;
 
 use super::slot::{self, SLOTS};
 use crate::config::{AccessFormat, AccessLogSettings, AccessTarget};
+use crate::protocol::forward::address_text;
 
 /// A worker's buffer goes to the writer once it holds this much.
 const FLUSH_AT: usize = 32 * 1024;
@@ -319,32 +320,8 @@ fn millis(out: &mut Vec<u8>, d: Duration) {
     three_digits(out, (us % 1000) as u32);
 }
 
-/// An address as `Display` writes it; IPv4 (nearly every client) without the formatter.
 fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            octet(out, a);
-            for o in [b, c, d] {
-                out.push(b'.');
-                octet(out, o);
-            }
-        }
-        std::net::IpAddr::V6(_) => {
-            let _ = write!(out, "{ip}");
-        }
-    }
-}
-
-/// `0` to `255` in as many digits as it takes.
-fn octet(out: &mut Vec<u8>, o: u8) {
-    if o >= 100 {
-        out.push(b'0' + o / 100);
-    }
-    if o >= 10 {
-        out.push(b'0' + o / 10 % 10);
-    }
-    out.push(b'0' + o % 10);
+    out.extend_from_slice(address_text(ip, &mut [0; 45]));
 }
 
 /// The key (which carries the quotes around it) and the value escaped as the inside of a
