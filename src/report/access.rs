@@ -329,7 +329,7 @@ fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 #[inline(always)]
 fn field(out: &mut Vec<u8>, key: &'static [u8], value: &str) {
     out.extend_from_slice(key);
-    escaped(out, value.as_bytes());
+    escaped(out, value);
 }
 
 /// The key and a value that holds nothing to escape.
@@ -340,25 +340,16 @@ fn raw(out: &mut Vec<u8>, key: &'static [u8], value: &str) {
 }
 
 /// Nearly every value needs no escape: checked eight bytes at a time, then copied whole.
-fn escaped(out: &mut Vec<u8>, value: &[u8]) {
-    if !needs_escape(value) {
-        out.extend_from_slice(value);
+/// The rare one goes through serde_json, without the quotes it adds (the keys carry them).
+fn escaped(out: &mut Vec<u8>, value: &str) {
+    if !needs_escape(value.as_bytes()) {
+        out.extend_from_slice(value.as_bytes());
         return;
     }
-    for &b in value {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-            _ => out.push(b),
-        }
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, value).is_ok() {
+        out.pop();
+        out.remove(start);
     }
 }
 
