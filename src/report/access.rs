@@ -16,12 +16,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus::IntCounter;
 
 use super::slot::{self, SLOTS};
 use crate::config::{AccessFormat, AccessLogSettings, AccessTarget};
+use crate::protocol::date::unix_time;
 use crate::protocol::forward::address_text;
 
 /// A worker's buffer goes to the writer once it holds this much.
@@ -231,11 +232,10 @@ impl Writer {
     }
 }
 
-/// The current time in this thread's cache, formatted once per second.
+/// The current time (the coarse clock's: a line's time is when it was written, to a tick) in
+/// this thread's cache, formatted once per second.
 fn with_clock<R>(f: impl FnOnce(&str, &str, u32) -> R) -> R {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = unix_time();
     CLOCK.with(|clock| {
         let mut clock = clock.borrow_mut();
         if clock.0 != now.as_secs() || clock.1.is_empty() {
@@ -312,12 +312,12 @@ fn three_digits(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&[n / 100, n / 10 % 10, n % 10].map(|d| b'0' + d as u8));
 }
 
-/// Milliseconds with three decimals: `12.345`.
+/// Milliseconds with three decimals: `12.345`. In 64 bits: `as_micros` is a `u128`, and
+/// dividing one is a library call.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let us = d.as_micros();
-    number(out, us / 1000);
+    number(out, d.as_secs() * 1000 + u64::from(d.subsec_millis()));
     out.push(b'.');
-    three_digits(out, (us % 1000) as u32);
+    three_digits(out, d.subsec_micros() % 1000);
 }
 
 fn address(out: &mut Vec<u8>, ip: std::net::IpAddr) {
