@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, HOST, USER_AGENT};
+use http::header::{AUTHORIZATION, HOST, REFERER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::action::{ForwardPlan, Outcome};
@@ -37,7 +37,7 @@ pub struct Request {
     /// The routed path when it differs from the request's (dot segments resolved).
     routed_path: Option<String>,
     /// What routing, the census and the access log read: `Host`, `User-Agent`,
-    /// `Authorization`, `X-Forwarded-For` and the configured API-key headers.
+    /// `Authorization`, `Referer`, `X-Forwarded-For` and the configured API-key headers.
     pub headers: HeaderMap,
     pub body: BodyFraming,
     /// The client asked to close after this request, or speaks HTTP/1.0.
@@ -179,7 +179,7 @@ struct Flags {
 }
 
 /// One pass over the head's headers: the connection-level wishes, and a copy of the headers
-/// routing, the census and the log read (`Host`, `User-Agent`, `Authorization`,
+/// routing, the census and the log read (`Host`, `User-Agent`, `Authorization`, `Referer`,
 /// `X-Forwarded-For`, the API-key headers).
 fn read_headers(
     req: &httparse::Request<'_, '_>,
@@ -204,6 +204,8 @@ fn read_headers(
             Some(USER_AGENT)
         } else if name.eq_ignore_ascii_case(b"authorization") {
             Some(AUTHORIZATION)
+        } else if name.eq_ignore_ascii_case(b"referer") {
+            Some(REFERER)
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 flags.close |= token.eq_ignore_ascii_case(b"close");

@@ -21,6 +21,9 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Sent with the forwarded requests only: the line shows it, or has no `referer` at all.
+const REFERER: &str = "https://acme.flexhosting.se/HRM/start";
+
 /// A client on HTTP/1.1 only, or one that takes HTTP/2 when offered.
 fn https_client(gw: &Gateway, http2: bool) -> reqwest::Client {
     let builder = gw
@@ -45,7 +48,12 @@ async fn every_request_is_one_json_line_on_both_doors_and_none_is_lost_on_sigter
         for _ in 0..100 {
             let resp = client.get(gw.url(TIMECLOCK)).send().await.unwrap();
             assert_eq!(resp.status(), 307);
-            let resp = client.get(gw.url(API)).send().await.unwrap();
+            let resp = client
+                .get(gw.url(API))
+                .header("referer", REFERER)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 201);
             sent += 2;
         }
@@ -76,6 +84,8 @@ async fn every_request_is_one_json_line_on_both_doors_and_none_is_lost_on_sigter
             (&"acme".into(), &"127.0.0.1".into())
         );
         assert_eq!(l["user_agent"], "LogReader/1.0 \"quoted\"");
+        let referer = (action == "forward").then_some(REFERER);
+        assert_eq!(l["referer"].as_str(), referer, "{l}");
         let body = if action == "forward" {
             UPSTREAM_BODY.len()
         } else {
