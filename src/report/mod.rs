@@ -21,8 +21,7 @@ use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
 use crate::table::{Kind, TenantNo};
 use access::{AccessLog, Line};
-use census::identity::capped_user_agent;
-use census::{Caller, Census};
+use census::{Caller, Census, Sent};
 use metrics::Metrics;
 
 /// Everything recorded about a finished request: metrics, census, access log.
@@ -109,9 +108,10 @@ impl Recorder {
             .labels
             .and_then(|l| l.redacted_path.as_deref())
             .unwrap_or(f.path);
-        // Read once, for the census and the access log's client id.
+        // Read once, for the census and the access log.
+        let sent = Sent::read(f.headers);
         let caller = (self.census.enabled() && f.labels.is_some())
-            .then(|| self.census.caller(f.headers, f.peer));
+            .then(|| self.census.caller_of(sent, f.headers, f.peer));
         if let (Some(l), Some(caller)) = (f.labels, caller) {
             // The CA checking a challenge is not a legacy client.
             if l.action != crate::route::CHALLENGE_ACTION {
@@ -123,12 +123,6 @@ impl Recorder {
             return;
         }
         let client = caller.map(|c| self.census.client_id(c));
-        let header = |name| {
-            f.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map_or("", capped_user_agent)
-        };
         self.access.log(&Line {
             client: f.peer,
             method: f.method.as_str(),
@@ -146,8 +140,8 @@ impl Recorder {
             rule,
             action,
             client_id: client.as_deref().unwrap_or(""),
-            user_agent: caller.map_or_else(|| header(http::header::USER_AGENT), |c| c.user_agent()),
-            referer: header(http::header::REFERER),
+            user_agent: sent.user_agent,
+            referer: sent.referer,
             error: f.error,
         });
     }

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use compact_str::CompactString;
-use http::header::{AUTHORIZATION, USER_AGENT};
-use http::HeaderMap;
+use http::header::{AUTHORIZATION, REFERER, USER_AGENT};
+use http::{HeaderMap, HeaderValue};
 
 use super::metrics::Metrics;
 use super::slot::{self, SLOTS};
@@ -198,9 +198,22 @@ impl Census {
 
     /// Who sent a request, read once for the census and the access log.
     pub fn caller<'a>(&'a self, headers: &'a HeaderMap, peer: Option<IpAddr>) -> Caller<'a> {
+        self.caller_of(Sent::read(headers), headers, peer)
+    }
+
+    /// [`Census::caller`] from headers already read.
+    pub fn caller_of<'a>(
+        &'a self,
+        sent: Sent<'a>,
+        headers: &'a HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Caller<'a> {
         Caller {
-            credential: self.raw_credential(headers),
-            user_agent: user_agent(headers),
+            credential: sent
+                .authorization
+                .map(|value| ("authorization", value))
+                .or_else(|| self.api_key(headers)),
+            user_agent: sent.user_agent,
             address: self.client_address(headers, peer),
         }
     }
@@ -304,11 +317,8 @@ impl Census {
         Some(first_hop.unwrap_or(peer))
     }
 
-    /// The credential as sent: (`authorization` or the API-key header's name, raw value).
-    fn raw_credential<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Option<(&'s str, &'h str)> {
-        if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-            return Some(("authorization", auth));
-        }
+    /// The first configured API-key header sent: (its name, raw value).
+    fn api_key<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Option<(&'s str, &'h str)> {
         self.settings
             .api_key_headers
             .iter()
@@ -607,7 +617,6 @@ where
     })
 }
 
-/// The User-Agent as sent, capped (see `identity`).
 /// A request's sender as the census tells clients apart: the credential as sent
 /// (`authorization` or the API-key header's name, raw value), the User-Agent (capped) and the
 /// address (the first forwarded hop behind a trusted proxy).
@@ -619,11 +628,6 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
-    /// The User-Agent as the census keeps it (capped): the access log shows the same.
-    pub fn user_agent(&self) -> &'a str {
-        self.user_agent
-    }
-
     /// A caller known by its address and a description only (a failed TLS handshake).
     pub fn anonymous(description: &'a str, address: Option<IpAddr>) -> Self {
         Caller {
@@ -644,11 +648,41 @@ impl<'a> Caller<'a> {
     }
 }
 
-fn user_agent(headers: &HeaderMap) -> &str {
-    headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map_or("", capped_user_agent)
+/// The headers that the census and the access log read, found in one pass over the request's
+/// headers: each `HeaderMap::get` hashes the name it looks for, and three of them cost more
+/// than walking a head of a few headers once. Each is the first value of its name, as `get`
+/// finds it; a value that is not visible ASCII counts as absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent<'h> {
+    pub authorization: Option<&'h str>,
+    /// Capped as the census keeps it (see `identity`).
+    pub user_agent: &'h str,
+    /// Capped as the User-Agent is.
+    pub referer: &'h str,
+}
+
+impl<'h> Sent<'h> {
+    pub fn read(headers: &'h HeaderMap) -> Self {
+        let (mut authorization, mut user_agent, mut referer) = (None, None, None);
+        for (name, value) in headers {
+            let first = if name == AUTHORIZATION {
+                &mut authorization
+            } else if name == USER_AGENT {
+                &mut user_agent
+            } else if name == REFERER {
+                &mut referer
+            } else {
+                continue;
+            };
+            first.get_or_insert(value);
+        }
+        let text = |v: Option<&'h HeaderValue>| v.and_then(|v| v.to_str().ok());
+        Sent {
+            authorization: text(authorization),
+            user_agent: text(user_agent).map_or("", capped_user_agent),
+            referer: text(referer).map_or("", capped_user_agent),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -795,6 +829,36 @@ mod tests {
                 .address,
             "192.0.2.1"
         );
+    }
+
+    #[test]
+    fn the_one_pass_finds_what_get_finds() {
+        let mut h = headers(&[
+            ("x-other", "1"),
+            ("user-agent", "Sync/1"),
+            ("authorization", "Bearer first"),
+            ("referer", "https://acme.flexhosting.se/HRM/"),
+        ]);
+        h.append("authorization", "Bearer second".parse().unwrap());
+        h.append("user-agent", "Other/2".parse().unwrap());
+        let sent = Sent::read(&h);
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(sent.authorization, get("authorization"));
+        assert_eq!(sent.authorization, Some("Bearer first"));
+        assert_eq!(Some(sent.user_agent), get("user-agent"));
+        assert_eq!(Some(sent.referer), get("referer"));
+        // A value that is not visible ASCII is absent, as `get(…).to_str()` makes it; long
+        // ones are capped.
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "user-agent",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        odd.insert("referer", HeaderValue::from_str(&"r".repeat(1000)).unwrap());
+        let sent = Sent::read(&odd);
+        assert_eq!((sent.authorization, sent.user_agent), (None, ""));
+        assert_eq!(sent.referer, capped_user_agent(&"r".repeat(1000)));
+        assert!(sent.referer.len() < 1000);
     }
 
     #[test]
