@@ -108,10 +108,13 @@ impl Recorder {
             .labels
             .and_then(|l| l.redacted_path.as_deref())
             .unwrap_or(f.path);
+        let counted = self.census.enabled() && f.labels.is_some();
+        if !counted && !self.access.enabled() {
+            return;
+        }
         // Read once, for the census and the access log.
         let sent = Sent::read(f.headers);
-        let caller = (self.census.enabled() && f.labels.is_some())
-            .then(|| self.census.caller_of(sent, f.headers, f.peer));
+        let caller = counted.then(|| self.census.caller_of(sent, f.headers, f.peer));
         if let (Some(l), Some(caller)) = (f.labels, caller) {
             // The CA checking a challenge is not a legacy client.
             if l.action != crate::route::CHALLENGE_ACTION {

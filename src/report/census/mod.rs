@@ -196,12 +196,13 @@ impl Census {
         &self.settings.api_key_headers
     }
 
-    /// Who sent a request, read once for the census and the access log.
+    /// Who sent a request, from its headers.
     pub fn caller<'a>(&'a self, headers: &'a HeaderMap, peer: Option<IpAddr>) -> Caller<'a> {
         self.caller_of(Sent::read(headers), headers, peer)
     }
 
-    /// [`Census::caller`] from headers already read.
+    /// [`Census::caller`] from headers already read: a request's are read once, for the
+    /// census and the access log.
     pub fn caller_of<'a>(
         &'a self,
         sent: Sent<'a>,
@@ -652,7 +653,7 @@ impl<'a> Caller<'a> {
 /// headers: each `HeaderMap::get` hashes the name it looks for, and three of them cost more
 /// than walking a head of a few headers once. Each is the first value of its name, as `get`
 /// finds it; a value that is not visible ASCII counts as absent.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sent<'h> {
     pub authorization: Option<&'h str>,
     /// Capped as the census keeps it (see `identity`).
