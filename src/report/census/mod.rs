@@ -3,8 +3,8 @@
 //! The request path does as little as it can: it hashes the raw identity of the client, takes
 //! the lock of *its own worker thread's* shard (so workers never contend) and bumps a counter in
 //! a small map; only a client new to that shard costs an allocation. Every 200 ms one
-//! background task swaps each shard's map for an empty one and folds what it took into the
-//! bounded table ([`data`]). There the identity becomes a report client ([`identity`]), so raw
+//! background task swaps each shard's lists for the ones it emptied at the last drain and folds
+//! what it took into the bounded table ([`data`]). There the identity becomes a report client ([`identity`]), so raw
 //! credentials live only in memory, for at most one drain interval. The table is snapshotted to
 //! a state file ([`state`]) periodically and at shutdown, and restored at start, so a restart
 //! loses at most one interval. With `census.store`, the drain also fills the outbox that
@@ -74,16 +74,30 @@ struct Shard {
     callers: HashMap<u64, RawIdentity, foldhash::fast::RandomState>,
 }
 
+/// The drain's own state, kept from one drain to the next.
+#[derive(Default)]
+struct Folding {
+    /// The clients the table's rows name, by raw identity: fingerprinted once, and one
+    /// object for all their rows across drains (a client new at every drain made each row's
+    /// reference to it a cache miss when the row was evicted).
+    known: HashMap<RawIdentity, Arc<Client>, foldhash::fast::RandomState>,
+    /// Each shard's lists as the last drain left them, emptied, swapped in at the next: a
+    /// worker records into memory it wrote before, where lists allocated at every drain were
+    /// fresh pages, a cache miss (or a page fault) at nearly every sighting when every
+    /// request is a new one.
+    spare: Vec<Shard>,
+    /// The sightings of one drain as rows, emptied after the fold, for the same reason.
+    rows: Vec<Row>,
+}
+
 /// The census handle shared by the proxy (to record) and the admin listener (to report).
 pub struct Census {
     /// One per worker thread (by thread index modulo the count): never contended.
     shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::RandomState,
     fingerprints: Fingerprinter,
-    /// The clients the table's rows name, by raw identity: fingerprinted once, and one
-    /// object for all their rows across drains (a client new at every drain made each row's
-    /// reference to it a cache miss when the row was evicted). Locked with `data`.
-    known: Mutex<HashMap<RawIdentity, Arc<Client>, foldhash::fast::RandomState>>,
+    /// What only the drain works with: held for a whole drain, before `data`.
+    folding: Mutex<Folding>,
     data: Mutex<Data>,
     store: Option<Store>,
     settings: CensusSettings,
@@ -178,7 +192,10 @@ impl Census {
             shards: (0..SLOTS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             fingerprints: Fingerprinter::new(&key, settings.hash_user_names),
-            known: Mutex::default(),
+            folding: Mutex::new(Folding {
+                spare: (0..SLOTS).map(|_| Shard::default()).collect(),
+                ..Folding::default()
+            }),
             data: Mutex::new(data),
             store,
             settings,
@@ -407,36 +424,22 @@ impl Census {
 
     /// Folds every shard's pending counts into the table.
     fn drain(&self) {
-        let taken: Vec<Shard> = self
-            .shards
-            .iter()
-            .filter_map(|s| {
-                // Keep the shard's size, so a busy worker does not regrow its index and list
-                // every drain.
-                s.lock().ok().map(|mut s| {
-                    let empty = Shard {
-                        index: HashMap::with_capacity_and_hasher(
-                            s.index.len(),
-                            s.index.hasher().clone(),
-                        ),
-                        pending: Vec::with_capacity(s.pending.len()),
-                        callers: HashMap::default(),
-                    };
-                    std::mem::replace(&mut *s, empty)
-                })
-            })
-            .collect();
+        let Ok(mut folding) = self.folding.lock() else {
+            return;
+        };
+        let Folding { known, spare, rows } = &mut *folding;
+        for (shard, spare) in self.shards.iter().zip(spare.iter_mut()) {
+            if let Ok(mut shard) = shard.lock() {
+                std::mem::swap(&mut *shard, spare);
+            }
+        }
         let Ok(mut data) = self.data.lock() else {
             return;
         };
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        let mut rows = Vec::with_capacity(taken.iter().map(|s| s.pending.len()).sum());
-        for shard in taken {
+        for shard in spare.iter_mut() {
             let clients: HashMap<u64, Arc<Client>, foldhash::fast::RandomState> = shard
                 .callers
-                .into_iter()
+                .drain()
                 .map(|(key, identity)| {
                     let client = match known.get(&identity) {
                         Some(c) => c.clone(),
@@ -449,7 +452,8 @@ impl Census {
                     (key, client)
                 })
                 .collect();
-            rows.extend(shard.pending.into_iter().filter_map(|p| {
+            shard.index.clear();
+            rows.extend(shard.pending.drain(..).filter_map(|p| {
                 Some(Row {
                     client: clients.get(&p.caller).cloned()?,
                     tenant: p.tenant,
@@ -466,7 +470,7 @@ impl Census {
         // row older than the rows folded before it would walk back over every one of them
         // (a drain across a second's turn, in the maps' random order, was quadratic).
         rows.sort_by_key(|row| row.last_seen);
-        for row in rows {
+        for row in rows.drain(..) {
             if let Some(store) = &self.store {
                 store.add(&row);
             }
@@ -926,6 +930,11 @@ mod tests {
         let rows = census.report().clients;
         assert_eq!(rows.len(), 5);
         assert!(rows.iter().all(|r| r.client == rows[0].client));
+        // Two drains later the worker records into the lists it filled, emptied but not freed.
+        census.drain();
+        let shard = census.shards[slot::mine()].lock().unwrap();
+        assert_eq!((shard.pending.len(), shard.callers.len()), (0, 0));
+        assert!(shard.pending.capacity() >= 5 && shard.index.capacity() >= 5);
     }
 
     #[test]
@@ -940,7 +949,7 @@ mod tests {
         }
         assert_eq!(census.report().clients.len(), 2);
         assert_eq!(
-            census.known.lock().unwrap().len(),
+            census.folding.lock().unwrap().known.len(),
             2,
             "only the rows' clients"
         );
