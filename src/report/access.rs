@@ -342,7 +342,7 @@ fn raw(out: &mut Vec<u8>, key: &'static [u8], value: &str) {
 /// Nearly every value needs no escape: checked eight bytes at a time, then copied whole.
 /// The rare one goes through serde_json, without the quotes it adds (the keys carry them).
 fn escaped(out: &mut Vec<u8>, value: &str) {
-    if !needs_escape(value.as_bytes()) {
+    if !needs_escape(value.as_bytes(), Plain::Json) {
         out.extend_from_slice(value.as_bytes());
         return;
     }
@@ -353,20 +353,34 @@ fn escaped(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Whether any byte is a control character, `"` or `\`: what a JSON string may not hold
-/// as it is. Eight bytes at a time by the classic "has a byte less than n" bit trick, whose
-/// answer (not its bit positions) is exact.
-fn needs_escape(value: &[u8]) -> bool {
+/// What a format writes as it is: a JSON string holds any byte but a control character, `"`
+/// and `\`; nginx's quoted field, only printable ASCII but `"` and `\`.
+#[derive(Clone, Copy, PartialEq)]
+enum Plain {
+    Json,
+    Nginx,
+}
+
+/// Whether any byte of `value` is one that `plain` escapes. Eight bytes at a time by the
+/// classic "has a byte less than n" bit trick, whose answer (not its bit positions) is exact.
+#[inline(always)]
+fn needs_escape(value: &[u8], plain: Plain) -> bool {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES * 0x80;
     let less_than = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
     let has = |x: u64, b: u8| less_than(x ^ (ONES * u64::from(b)), 1);
     let bad = |word: &[u8]| {
         let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        less_than(x, 0x20) | has(x, b'"') | has(x, b'\\') != 0
+        let mut found = less_than(x, 0x20) | has(x, b'"') | has(x, b'\\');
+        if plain == Plain::Nginx {
+            found |= x & HIGH | has(x, 0x7f);
+        }
+        found != 0
     };
     if value.len() < 8 {
-        return value.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        return value
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || (plain == Plain::Nginx && b >= 0x7f));
     }
     // The last word overlaps the one before it rather than leaving a tail to check byte by byte.
     value.chunks_exact(8).any(bad) || bad(&value[value.len() - 8..])
@@ -375,6 +389,8 @@ fn needs_escape(value: &[u8]) -> bool {
 /// nginx's "combined" plus `tenant= kind= rule= action= client_id= duration_ms=`: GoAccess and
 /// log shippers read the first part as they read nginx's.
 fn combined(out: &mut Vec<u8>, l: &Line<'_>) {
+    // Room for the line at once, as the JSON line makes it.
+    out.reserve(256 + l.path.len() + l.user_agent.len() + l.referer.len());
     match l.client {
         Some(ip) => address(out, ip),
         None => out.push(b'-'),
@@ -422,14 +438,14 @@ fn dash(v: &str) -> &str {
 }
 
 /// As nginx escapes a quoted field: `"`, `\` and bytes outside printable ASCII as `\xHH`.
+/// Nearly every value has none: checked eight bytes at a time, then copied whole.
 fn quoted(out: &mut Vec<u8>, value: &str) {
-    let plain = |b: u8| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b);
-    if value.bytes().all(plain) {
+    if !needs_escape(value.as_bytes(), Plain::Nginx) {
         out.extend_from_slice(value.as_bytes());
         return;
     }
     for b in value.bytes() {
-        if plain(b) {
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
             out.push(b);
         } else {
             let _ = write!(out, "\\x{b:02X}");
@@ -519,20 +535,24 @@ mod tests {
 
     #[test]
     fn the_eight_byte_check_finds_every_byte_that_needs_an_escape() {
-        for len in 0..20 {
-            for at in 0..len {
-                for bad in (0..0x20).chain([b'"', b'\\']) {
-                    let mut v = vec![b'a'; len];
-                    v[at] = bad;
-                    assert!(needs_escape(&v), "{bad:#x} at {at} of {len}");
+        for plain in [Plain::Json, Plain::Nginx] {
+            let escaped =
+                |b: u8| b < 0x20 || b == b'"' || b == b'\\' || (plain == Plain::Nginx && b >= 0x7f);
+            for len in 0..20 {
+                for at in 0..len {
+                    for bad in (0..=0xff).filter(|&b| escaped(b)) {
+                        let mut v = vec![b'a'; len];
+                        v[at] = bad;
+                        assert!(needs_escape(&v, plain), "{bad:#x} at {at} of {len}");
+                    }
                 }
+                let fine: Vec<u8> = (0..=0xff)
+                    .filter(|&b| !escaped(b))
+                    .cycle()
+                    .take(len * 13)
+                    .collect();
+                assert!(!needs_escape(&fine, plain), "{len}");
             }
-            let fine: Vec<u8> = (0x20..=0xff)
-                .filter(|&b| b != b'"' && b != b'\\')
-                .cycle()
-                .take(len * 13)
-                .collect();
-            assert!(!needs_escape(&fine), "{len}");
         }
     }
 
@@ -551,6 +571,18 @@ mod tests {
         );
         assert!(text.ends_with(" tenant=acme kind=timeclock rule=timeclock-clock action=redirect client_id=3f2a9c1e0b7d duration_ms=1.500\n"), "{text}");
         assert_eq!(text.matches('\n').count(), 1);
+        // Past ASCII, and DEL, as nginx writes them: `\xHH`.
+        let mut out = Vec::new();
+        combined(
+            &mut out,
+            &line("Agent\u{7f}", "/caf\u{e9}/longer-than-eight"),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\"GET /caf\\xC3\\xA9/longer-than-eight HTTP/1.1\"")
+                && text.contains("\"Agent\\x7F\""),
+            "{text}"
+        );
     }
 
     #[test]
