@@ -21,7 +21,7 @@ use crate::protocol::failure::UpstreamFailure;
 use crate::route::Labels;
 use crate::table::{Kind, TenantNo};
 use access::{AccessLog, Line};
-use census::{Caller, Census, Sent};
+use census::{Census, Sent};
 use metrics::Metrics;
 
 /// Everything recorded about a finished request: metrics, census, access log.
@@ -74,7 +74,7 @@ impl Recorder {
         self.census.record(
             TenantNo::of(&tenant.into()),
             &Kind::new("tls"),
-            Caller::anonymous(&agent, peer),
+            self.census.anonymous(&agent, peer),
             &path,
             0,
         );
