@@ -3,12 +3,13 @@
 //! The request path does as little as it can: it hashes the raw identity of the client, takes
 //! the lock of *its own worker thread's* shard (so workers never contend) and bumps a counter in
 //! a small map; only a client new to that shard costs an allocation. Every 200 ms one
-//! background task swaps each shard's lists for the ones it emptied at the last drain and folds
-//! what it took into the bounded table ([`data`]). There the identity becomes a report client ([`identity`]), so raw
-//! credentials live only in memory, for at most one drain interval. The table is snapshotted to
-//! a state file ([`state`]) periodically and at shutdown, and restored at start, so a restart
-//! loses at most one interval. With `census.store`, the drain also fills the outbox that
-//! [`store`] flushes to PostgreSQL, and reports show the fleet's census from there.
+//! background task swaps each shard's lists for the ones it emptied at the last drain and
+//! folds what it took into the bounded table ([`data`]). There the identity becomes a report
+//! client ([`identity`]), so raw credentials live only in memory, for at most one drain
+//! interval. The table is snapshotted to a state file ([`state`]) periodically and at
+//! shutdown, and restored at start, so a restart loses at most one interval. With
+//! `census.store`, the drain also fills the outbox that [`store`] flushes to PostgreSQL, and
+//! reports show the fleet's census from there.
 
 pub mod agent;
 mod data;
