@@ -361,6 +361,14 @@ enum Plain {
     Nginx,
 }
 
+impl Plain {
+    /// Whether the format escapes the byte `b`.
+    #[inline(always)]
+    fn escapes(self, b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\' || (self == Plain::Nginx && b >= 0x7f)
+    }
+}
+
 /// Whether any byte of `value` is one that `plain` escapes. Eight bytes at a time by the
 /// classic "has a byte less than n" bit trick, whose answer (not its bit positions) is exact.
 #[inline(always)]
@@ -378,9 +386,7 @@ fn needs_escape(value: &[u8], plain: Plain) -> bool {
         found != 0
     };
     if value.len() < 8 {
-        return value
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || (plain == Plain::Nginx && b >= 0x7f));
+        return value.iter().any(|&b| plain.escapes(b));
     }
     // The last word overlaps the one before it rather than leaving a tail to check byte by byte.
     value.chunks_exact(8).any(bad) || bad(&value[value.len() - 8..])
@@ -445,7 +451,7 @@ fn quoted(out: &mut Vec<u8>, value: &str) {
         return;
     }
     for b in value.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+        if !Plain::Nginx.escapes(b) {
             out.push(b);
         } else {
             let _ = write!(out, "\\x{b:02X}");
