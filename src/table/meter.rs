@@ -23,8 +23,8 @@ pub struct Kind {
 
 static KINDS: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
 
-/// More kinds than this (a config that names thousands) are counted under the last number's
-/// name rather than in a meter key's width.
+/// Kinds past this many (a config that names thousands) have no meter slot: they are counted
+/// under the last number's name rather than in a meter key's width.
 pub const MAX_KINDS: usize = 1 << 12;
 
 impl Kind {
@@ -33,7 +33,7 @@ impl Kind {
         let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
         let number = match kinds.iter().position(|k| &**k == name) {
             Some(i) => i,
-            None if kinds.len() < MAX_KINDS => {
+            None if kinds.len() < usize::from(u16::MAX) => {
                 kinds.push(name.into());
                 kinds.len() - 1
             }
@@ -50,13 +50,25 @@ impl Kind {
         Some(usize::from(self.number)).filter(|&n| n < MAX_KINDS)
     }
 
+    /// Its place in [`Kind::names`] (`u16::MAX` for none, past 65 535 kinds): what the
+    /// census keeps for it, two bytes and no reference count to touch.
+    pub fn index(&self) -> u16 {
+        self.number
+    }
+
+    /// The name at `index` in [`Kind::names`]; `_other` for none.
+    pub fn name_at(names: &[Arc<str>], index: u16) -> Arc<str> {
+        static OTHER: LazyLock<Arc<str>> = LazyLock::new(|| "_other".into());
+        names.get(usize::from(index)).unwrap_or(&OTHER).clone()
+    }
+
     /// `_none`: the kind of a request that matched no rule.
     pub fn none() -> Self {
         static NONE: std::sync::LazyLock<Kind> = std::sync::LazyLock::new(|| Kind::new("_none"));
         NONE.clone()
     }
 
-    /// A kind past [`MAX_KINDS`]: never in a meter's slot.
+    /// A kind past every number: never in a meter's slot, nor named in the census.
     fn overflowing(name: &str) -> Self {
         Kind {
             name: name.into(),

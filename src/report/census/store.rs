@@ -29,6 +29,7 @@ use super::rows::{Client, ClientRow, DayCount, Report, TimelinePoint, Watch, DAY
 use super::{now, ClientClass};
 use crate::config::{read_password, trust_roots, StoreSettings};
 use crate::report::metrics::Metrics;
+use crate::table::Kind;
 
 /// The schema, one step per version; a store at version N gets steps N+1… at start.
 const MIGRATIONS: &[&str] = &[
@@ -266,22 +267,20 @@ impl Store {
             .map_err(|_| StoreError::Timeout)?
     }
 
-    /// Adds one drained row's counts to the outbox.
-    pub fn add(&self, row: &Row) {
+    /// Adds one drained row's counts to the outbox; `kinds` is [`Kind::names`].
+    pub fn add(&self, row: &Row, kinds: &[Arc<str>]) {
         let tenant = row.tenant.name();
+        let kind = Kind::name_at(kinds, row.kind);
         let Ok(mut outbox) = self.outbox.lock() else {
             return;
         };
         let bucket = row.last_seen - row.last_seen % BUCKET_SECONDS;
-        *outbox
-            .timeline
-            .entry((bucket, row.kind.clone()))
-            .or_default() += row.count;
+        *outbox.timeline.entry((bucket, kind.clone())).or_default() += row.count;
         let day = row.last_seen - row.last_seen % DAY;
         *outbox.days.entry((day, tenant.clone())).or_default() += row.count;
-        let key = self.keys.hash_one((&*tenant, &*row.kind, &*row.client.id));
+        let key = self.keys.hash_one((&*tenant, &*kind, &*row.client.id));
         if let Some(d) = outbox.rows.get_mut(&key) {
-            if d.tenant == tenant && d.kind == row.kind && d.client.id == row.client.id {
+            if d.tenant == tenant && d.kind == kind && d.client.id == row.client.id {
                 d.count += row.count;
                 d.first_seen = d.first_seen.min(row.first_seen);
                 if row.last_seen >= d.last_seen {
@@ -300,7 +299,7 @@ impl Store {
             key,
             Delta {
                 tenant,
-                kind: row.kind.clone(),
+                kind,
                 client: row.client.clone(),
                 first_seen: row.first_seen,
                 last_seen: row.last_seen,
