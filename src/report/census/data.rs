@@ -625,7 +625,10 @@ mod tests {
             });
         }
         let timeline = data.report().timeline;
-        let points: Vec<_> = timeline.iter().map(|p| (p.kind.as_str(), p.count)).collect();
+        let points: Vec<_> = timeline
+            .iter()
+            .map(|p| (p.kind.as_str(), p.count))
+            .collect();
         assert_eq!(points, [("api", 1), ("web", 2)]);
         let mut restored = Data::new(NonZeroUsize::new(10).unwrap());
         restored.apply(data.report());
