@@ -9,9 +9,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, HOST, USER_AGENT};
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 
+use crate::protocol::headers::Headers;
 use crate::protocol::host::{self, BadHost};
 use crate::protocol::path::normalize;
 pub use crate::protocol::Scheme;
@@ -29,7 +29,7 @@ pub struct Request<'a> {
     pub scheme: Scheme,
     /// Origin form (`/path?q`) or absolute form (`https://host/path?q`, and HTTP/2's `:authority`).
     pub uri: &'a Uri,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a dyn Headers,
     /// The instant to route at: `None` is now, read only for a tenant with a schedule.
     /// `explain --at` and the tests set it.
     pub at: Option<Timestamp>,
@@ -315,12 +315,12 @@ pub fn choose_branch(req: &Request<'_>) -> Branch {
     };
     if req.method != Method::GET && req.method != Method::HEAD {
         forward("the method is not GET or HEAD")
-    } else if req.headers.contains_key(AUTHORIZATION) {
+    } else if req.headers.first("authorization").is_some() {
         forward("the request carries Authorization")
     } else if !req
         .headers
-        .get(USER_AGENT)
-        .is_some_and(|ua| ua.as_bytes().starts_with(b"Mozilla/"))
+        .first("user-agent")
+        .is_some_and(|ua| ua.starts_with(b"Mozilla/"))
     {
         forward("the User-Agent is not a browser's")
     } else {
@@ -339,12 +339,12 @@ fn request_host<'r>(req: &'r Request<'_>) -> Result<Cow<'r, str>, &'static str> 
         BadHost::Empty => "the Host header is empty",
         BadHost::Invalid => "the host is not a valid name",
     };
-    let mut hosts = req.headers.get_all(HOST).iter();
-    let from_header = hosts
-        .next()
-        .map(|h| host::normalize(h.as_bytes()).map_err(bad))
+    let from_header = req
+        .headers
+        .first("host")
+        .map(|h| host::normalize(h).map_err(bad))
         .transpose()?;
-    if hosts.next().is_some() {
+    if from_header.is_some() && req.headers.count("host") > 1 {
         return Err("more than one Host header");
     }
     let from_target = match req.uri.authority() {
@@ -404,6 +404,8 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{AUTHORIZATION, HOST, USER_AGENT};
+    use http::HeaderMap;
 
     #[test]
     fn gone_page_links_urls_and_escapes() {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, Method, Version};
+use http::{Method, Version};
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ use super::head::{self, Action, Context, Request};
 use super::Front;
 use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
+use crate::protocol::headers::Kept;
 use crate::protocol::hygiene::{BodyFraming, Refusal, MAX_HEAD};
 use crate::report::Finished;
 use crate::route::Scheme;
@@ -344,7 +345,7 @@ impl<'f> Connection<'f> {
             status: refusal.status.as_u16(),
             method: &Method::GET,
             path: "",
-            headers: &HeaderMap::new(),
+            headers: &Kept::default(),
             version: Version::HTTP_11,
             bytes: if written {
                 Answer::refusal(refusal).body_len(false)

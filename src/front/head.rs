@@ -11,13 +11,13 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, HOST, REFERER, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
 
 use crate::action::{ForwardPlan, Outcome};
 use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
 use crate::protocol::forward::{forwarded_headers, Hop};
+use crate::protocol::headers::Kept;
 use crate::protocol::hygiene::{body_framing, BodyFraming, Refusal};
 use crate::route::{route, Labels, Request as Routable, Scheme};
 use crate::table::Table;
@@ -38,7 +38,7 @@ pub struct Request {
     routed_path: Option<String>,
     /// What routing, the census and the access log read: `Host`, `User-Agent`,
     /// `Authorization`, `Referer`, `X-Forwarded-For` and the configured API-key headers.
-    pub headers: HeaderMap,
+    pub headers: Kept,
     pub body: BodyFraming,
     /// The client asked to close after this request, or speaks HTTP/1.0.
     pub close: bool,
@@ -186,7 +186,7 @@ fn read_headers(
     version: Version,
     method: &Method,
     api_keys: &[String],
-) -> Result<(Flags, HeaderMap), Refusal> {
+) -> Result<(Flags, Kept), Refusal> {
     let mut flags = Flags {
         // Signpost does not keep HTTP/1.0 connections alive; and after a refused CONNECT the
         // client may well send what it meant for the tunnel.
@@ -195,23 +195,21 @@ fn read_headers(
         websocket: false,
     };
     let (mut upgrade_token, mut websocket_offered) = (false, false);
-    let mut headers = HeaderMap::new();
+    let mut headers = Kept::default();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        let keep = if name.eq_ignore_ascii_case(b"host") {
-            Some(HOST)
-        } else if name.eq_ignore_ascii_case(b"user-agent") {
-            Some(USER_AGENT)
-        } else if name.eq_ignore_ascii_case(b"authorization") {
-            Some(AUTHORIZATION)
-        } else if name.eq_ignore_ascii_case(b"referer") {
-            Some(REFERER)
+        let keep = if name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"user-agent")
+            || name.eq_ignore_ascii_case(b"authorization")
+            || name.eq_ignore_ascii_case(b"referer")
+        {
+            true
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 flags.close |= token.eq_ignore_ascii_case(b"close");
                 upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
             }
-            None
+            false
         } else if name.eq_ignore_ascii_case(b"expect") {
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 return Err(Refusal {
@@ -220,27 +218,23 @@ fn read_headers(
                 });
             }
             flags.expect_continue = version == Version::HTTP_11;
-            None
+            false
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             websocket_offered |= h
                 .value
                 .split(|&b| b == b',')
                 .next()
                 .is_some_and(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"));
-            None
-        } else if name.eq_ignore_ascii_case(b"x-forwarded-for")
-            || api_keys
-                .iter()
-                .any(|k| name.eq_ignore_ascii_case(k.as_bytes()))
-        {
-            HeaderName::from_bytes(name).ok()
+            false
         } else {
-            None
+            name.eq_ignore_ascii_case(b"x-forwarded-for")
+                || api_keys
+                    .iter()
+                    .any(|k| name.eq_ignore_ascii_case(k.as_bytes()))
         };
-        if let Some(name) = keep {
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| Refusal::bad("a header value holds a forbidden byte"))?;
-            headers.append(name, value);
+        // The parser has refused every byte a header value must not hold.
+        if keep {
+            headers.push(name, h.value);
         }
     }
     flags.websocket =
@@ -313,7 +307,8 @@ mod tests {
         let Ok(Some((req, action))) = read_one(&table, "GET /HRM HTTP/1.1\r\nHost: acme.flexhosting.se\r\nConnection: Keep-Alive\r\nX-Api-Key: k\r\nAccept: */*\r\n\r\n") else {
             panic!("not read")
         };
-        assert_eq!(req.headers.len(), 2, "{:?}", req.headers);
+        let names: Vec<&[u8]> = req.headers.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, [&b"host"[..], b"x-api-key"], "{:?}", req.headers);
         assert!(!req.close);
         assert!(matches!(action, Action::Answer(ref a) if a.status == 307));
     }

@@ -13,13 +13,15 @@
 //!   signalling headers added to the upstream's response;
 //! - [`failure`]: every way a forward can fail, with its status, metric label and whether the
 //!   client's connection survives;
-//! - [`chunked`]: where a chunked body ends, for request and response bodies alike.
+//! - [`chunked`]: where a chunked body ends, for request and response bodies alike;
+//! - [`headers`]: the request headers routing, the census and the log read, from either door.
 
 pub mod answer;
 pub mod chunked;
 pub mod date;
 pub mod failure;
 pub mod forward;
+pub mod headers;
 pub mod host;
 pub mod hygiene;
 pub mod path;

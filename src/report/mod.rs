@@ -15,9 +15,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Version};
+use http::{Method, Version};
 
 use crate::protocol::failure::UpstreamFailure;
+use crate::protocol::headers::Headers;
 use crate::route::Labels;
 use crate::table::{Kind, TenantNo};
 use access::{AccessLog, Line};
@@ -40,7 +41,7 @@ pub struct Finished<'a> {
     pub method: &'a Method,
     /// The request path (no query); replaced by the labels' redacted path when there is one.
     pub path: &'a str,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a dyn Headers,
     pub version: Version,
     /// Response body bytes written to the client.
     pub bytes: u64,

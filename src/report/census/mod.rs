@@ -28,12 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use compact_str::CompactString;
-use http::header::{AUTHORIZATION, REFERER, USER_AGENT};
-use http::{HeaderMap, HeaderValue};
 
 use super::metrics::Metrics;
 use super::slot::{self, SLOTS};
 use crate::config::CensusSettings;
+use crate::protocol::headers::{text, Headers};
 use crate::table::{Kind, TenantNo};
 pub use agent::ClientClass;
 pub use data::BUCKET_SECONDS;
@@ -218,7 +217,7 @@ impl Census {
     }
 
     /// Who sent a request, from its headers.
-    pub fn caller<'a>(&'a self, headers: &'a HeaderMap, peer: Option<IpAddr>) -> Caller<'a> {
+    pub fn caller<'a>(&'a self, headers: &'a dyn Headers, peer: Option<IpAddr>) -> Caller<'a> {
         self.caller_of(Sent::read(headers), headers, peer)
     }
 
@@ -227,7 +226,7 @@ impl Census {
     pub fn caller_of<'a>(
         &'a self,
         sent: Sent<'a>,
-        headers: &'a HeaderMap,
+        headers: &'a dyn Headers,
         peer: Option<IpAddr>,
     ) -> Caller<'a> {
         let credential = sent
@@ -315,7 +314,7 @@ impl Census {
 
     /// The client as the census names it.
     #[cfg(test)]
-    pub fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Client {
+    pub fn identify(&self, headers: &dyn Headers, peer: Option<IpAddr>) -> Client {
         self.fingerprints
             .client(&self.caller(headers, peer).identity())
     }
@@ -342,7 +341,7 @@ impl Census {
         })
     }
 
-    fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+    fn client_address(&self, headers: &dyn Headers, peer: Option<IpAddr>) -> Option<IpAddr> {
         let peer = peer?;
         if !self
             .settings
@@ -353,19 +352,19 @@ impl Census {
             return Some(peer);
         }
         let first_hop = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
+            .first("x-forwarded-for")
+            .and_then(text)
             .and_then(|v| v.split(',').next())
             .and_then(|hop| hop.trim().parse().ok());
         Some(first_hop.unwrap_or(peer))
     }
 
     /// The first configured API-key header sent: (its name, raw value).
-    fn api_key<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Option<(&'s str, &'h str)> {
+    fn api_key<'s, 'h>(&'s self, headers: &'h dyn Headers) -> Option<(&'s str, &'h str)> {
         self.settings
             .api_key_headers
             .iter()
-            .find_map(|name| Some((name.as_str(), headers.get(name.as_str())?.to_str().ok()?)))
+            .find_map(|name| Some((name.as_str(), text(headers.first(name)?)?)))
     }
 
     /// This instance's census as it is now.
@@ -674,9 +673,8 @@ impl Caller<'_> {
 }
 
 /// The headers that the census and the access log read, found in one pass over the request's
-/// headers: each `HeaderMap::get` hashes the name it looks for, and three of them cost more
-/// than walking a head of a few headers once. Each is the first value of its name, as `get`
-/// finds it; a value that is not visible ASCII counts as absent.
+/// headers ([`Headers::visit`]). Each is the first value of its name; a value that is not
+/// visible ASCII counts as absent.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent<'h> {
     pub authorization: Option<&'h str>,
@@ -687,25 +685,21 @@ pub struct Sent<'h> {
 }
 
 impl<'h> Sent<'h> {
-    pub fn read(headers: &'h HeaderMap) -> Self {
+    pub fn read(headers: &'h dyn Headers) -> Self {
         let (mut authorization, mut user_agent, mut referer) = (None, None, None);
-        for (name, value) in headers {
-            let first = if name == AUTHORIZATION {
-                &mut authorization
-            } else if name == USER_AGENT {
-                &mut user_agent
-            } else if name == REFERER {
-                &mut referer
-            } else {
-                continue;
+        headers.visit(&mut |name, value| {
+            let first = match name {
+                b"authorization" => &mut authorization,
+                b"user-agent" => &mut user_agent,
+                b"referer" => &mut referer,
+                _ => return,
             };
             first.get_or_insert(value);
-        }
-        let text = |v: Option<&'h HeaderValue>| v.and_then(|v| v.to_str().ok());
+        });
         Sent {
-            authorization: text(authorization),
-            user_agent: text(user_agent).map_or("", capped_user_agent),
-            referer: text(referer).map_or("", capped_user_agent),
+            authorization: authorization.and_then(text),
+            user_agent: user_agent.and_then(text).map_or("", capped_user_agent),
+            referer: referer.and_then(text).map_or("", capped_user_agent),
         }
     }
 }
@@ -713,6 +707,7 @@ impl<'h> Sent<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderValue};
 
     fn settings(max: usize) -> CensusSettings {
         CensusSettings {
