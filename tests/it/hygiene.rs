@@ -189,6 +189,7 @@ fn cases() -> Vec<Case> {
         Case { name: "two Content-Lengths", request: Req { body: Some("hello"), ..r().header("Content-Length", "5").header("Content-Length", "5") }, http1: Refused(400), http2: Some(Refused(400)) },
         Case { name: "head not done in time", request: Req { unfinished: true, ..r() }, http1: Cut, http2: None },
         Case { name: "underscores in header names", request: r().header("X_Secret", "s").header("Transfer_Encoding", "chunked"), http1: Served(no_underscore_names), http2: Some(Served(no_underscore_names)) },
+        Case { name: "a second Host header", request: r().header("HOST", "evil.example"), http1: Rejected(400), http2: Some(Rejected(400)) },
         Case { name: "dot segments", request: Req { middle: "a/b/../../", ..r() }, http1: Served(any), http2: Some(Served(any)) },
         Case { name: "encoded dot segments", request: Req { middle: "a/%2e%2E/%2e/", ..r() }, http1: Served(any), http2: Some(Served(any)) },
         Case { name: "backslash dot segments", request: Req { middle: "a\\..\\", ..r() }, http1: Served(any), http2: Some(Served(any)) },

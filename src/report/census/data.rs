@@ -56,13 +56,13 @@ pub struct Row {
 const _: () = assert!(std::mem::size_of::<Row>() == 64);
 
 /// The names a report gives rows: [`tenant_names`] and [`Kind::names`].
-pub struct Names<T> {
-    pub tenants: T,
-    pub kinds: Vec<Arc<str>>,
+struct Names<T> {
+    tenants: T,
+    kinds: Vec<Arc<str>>,
 }
 
 /// Both lists, as they are now.
-pub fn names() -> Names<impl std::ops::Deref<Target = [Arc<str>]>> {
+fn names() -> Names<impl std::ops::Deref<Target = [Arc<str>]>> {
     Names {
         kinds: Kind::names(),
         tenants: tenant_names(),

@@ -494,10 +494,10 @@ impl Census {
         // row older than the rows folded before it would walk back over every one of them
         // (a drain across a second's turn, in the maps' random order, was quadratic).
         rows.sort_by_key(|row| row.last_seen);
-        let kinds = self.store.as_ref().map(|_| Kind::names());
+        let kinds = Kind::names();
         for row in rows.drain(..) {
-            if let (Some(store), Some(kinds)) = (&self.store, &kinds) {
-                store.add(&row, kinds);
+            if let Some(store) = &self.store {
+                store.add(&row, &kinds);
             }
             if data.record(row) {
                 self.metrics.census_evictions.inc();
