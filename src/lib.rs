@@ -13,6 +13,7 @@ pub mod acme;
 pub mod action;
 pub mod admin;
 pub mod config;
+pub mod deadline;
 pub mod explain;
 pub mod front;
 pub mod init;

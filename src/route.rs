@@ -246,6 +246,7 @@ fn locate<'t, 'r>(
         let why = "no tenant has this host";
         return Err((StatusCode::MISDIRECTED_REQUEST, why, None));
     };
+    tenant.meter.prefetch();
     let path = req.uri.path();
     if !path.starts_with('/') {
         // `OPTIONS *`: nothing to route.

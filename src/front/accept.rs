@@ -22,6 +22,7 @@ use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use super::plain::Plain;
 use super::Front;
 
 /// The front door's listeners, served by [`Front`].
@@ -136,7 +137,11 @@ async fn accept_loop(
                         Ok(Ok(())) => {}
                         Ok(Err(_)) | Err(_) => return,
                     }
-                    let stream = Box::new(l4_stream(socket, peer));
+                    // pingora's stream only where its TLS acceptor needs one.
+                    let stream: pingora::protocols::Stream = match tls {
+                        true => Box::new(l4_stream(socket, peer)),
+                        false => Box::new(Plain::new(socket, peer)),
+                    };
                     front.serve(stream, tls, deadline, &shutdown).await
                 });
             }
@@ -152,8 +157,9 @@ async fn accept_loop(
     }
 }
 
-/// pingora's stream for an accepted socket, unbuffered (the front door reads into buffers of
-/// its own), with its peer address and `TCP_NODELAY`, as pingora's listener makes them.
+/// pingora's stream for a socket accepted on the https listener, unbuffered (the front door
+/// reads into buffers of its own), with its peer address and `TCP_NODELAY`, as pingora's
+/// listener makes them.
 fn l4_stream(socket: tokio::net::TcpStream, peer: SocketAddr) -> L4Stream {
     let mut stream = L4Stream::from(socket);
     let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));

@@ -19,9 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::body::{self, DISCARD_LIMIT};
-use super::deadline::ReadDeadline;
 use super::head::{self, Action, Context, Request};
 use super::Front;
+use crate::deadline::Deadline;
 use crate::protocol::answer::Answer;
 use crate::protocol::failure::UpstreamFailure;
 use crate::protocol::headers::Kept;
@@ -35,7 +35,7 @@ pub struct Connection<'f> {
     /// Bytes read and not yet consumed: the head being read, a body's start, pipelined requests.
     pub(super) buf: BytesMut,
     /// The wait for each request head, in one timer.
-    deadline: ReadDeadline,
+    deadline: Deadline,
     /// When the last request ended: a kept-alive connection's idle time counts from there,
     /// which saves reading the clock again as the next wait begins.
     idle_since: Instant,
@@ -85,7 +85,7 @@ impl<'f> Connection<'f> {
             front,
             stream,
             buf: BytesMut::new(),
-            deadline: ReadDeadline::new(first_deadline),
+            deadline: Deadline::new(first_deadline),
             // Read only after a request has ended, which sets it.
             idle_since: first_deadline,
             scheme,

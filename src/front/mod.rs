@@ -18,18 +18,17 @@
 mod accept;
 mod body;
 mod conn;
-mod deadline;
 mod forward;
 mod h2;
 mod head;
 mod hello;
+mod plain;
 mod primed;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -128,11 +127,11 @@ impl Front {
     /// A new connection (TCP, and TLS for `https` upstreams) with the upstream's timeouts and
     /// trust roots.
     async fn connect(&self, addr: SocketAddr, upstream: &Upstream) -> pingora::Result<Conn> {
-        let stream = self.connector.new_stream(&upstream.peer_at(addr)).await?;
-        Ok(Conn {
-            stream,
-            buf: BytesMut::with_capacity(8 * 1024),
-        })
+        let stream: Stream = match upstream.tls {
+            true => self.connector.new_stream(&upstream.peer_at(addr)).await?,
+            false => Box::new(plain::Plain::connect(addr, upstream.connect_timeout).await?),
+        };
+        Ok(Conn::new(stream))
     }
 
     /// Serves a connection to its end; `tls` when it came in on the https listener. The TLS

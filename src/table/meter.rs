@@ -258,6 +258,20 @@ impl Meter {
         false
     }
 
+    /// Starts loading the meter's cache line, which labelling and counting the request will
+    /// touch. With 100 000 tenants it is cold: asked for as soon as the tenant is known, it
+    /// arrives while the rule is matched instead of stalling the reference count after it (a
+    /// locked add waits for its line with nothing else in flight).
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it reads nothing architecturally and cannot fault.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>((self as *const Meter).cast());
+        }
+    }
+
     /// Every combination counted here; `kinds` is [`Kind::names`].
     pub fn each<'a>(&'a self, kinds: &'a [Arc<str>]) -> impl Iterator<Item = Counted> + 'a {
         self.keys

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::Buf;
 use pingora::protocols::Stream;
-use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::Conn;
@@ -248,14 +247,15 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Writes `bytes` to the upstream within `timeout`.
 pub async fn send(conn: &mut Conn, bytes: &[u8], timeout: Duration) -> Result<(), UpstreamFailure> {
+    let stream = &mut conn.stream;
     let write = async {
-        conn.stream.write_all(bytes).await?;
-        conn.stream.flush().await
+        stream.write_all(bytes).await?;
+        stream.flush().await
     };
-    match fast_timeout(timeout, write).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(UpstreamFailure::Closed),
-        Err(_) => Err(UpstreamFailure::Timeout),
+    match conn.deadline.within(timeout, write).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) => Err(UpstreamFailure::Closed),
+        None => Err(UpstreamFailure::Timeout),
     }
 }
 
@@ -390,10 +390,14 @@ async fn fill(conn: &mut Conn, read_timeout: Duration) -> Result<usize, Upstream
     if conn.buf.capacity() - conn.buf.len() < READ_CHUNK / 4 {
         conn.buf.reserve(READ_CHUNK);
     }
-    match fast_timeout(read_timeout, conn.stream.read_buf(&mut conn.buf)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(_)) => Err(UpstreamFailure::Closed),
-        Err(_) => Err(UpstreamFailure::Timeout),
+    match conn
+        .deadline
+        .within(read_timeout, conn.stream.read_buf(&mut conn.buf))
+        .await
+    {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(_)) => Err(UpstreamFailure::Closed),
+        None => Err(UpstreamFailure::Timeout),
     }
 }
 

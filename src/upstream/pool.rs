@@ -24,16 +24,29 @@ use pingora::protocols::Stream;
 use tokio::io::AsyncReadExt;
 
 use super::Upstream;
+use crate::deadline::Deadline;
 
 /// At most this many idle connections per upstream and worker thread; more are closed.
 const MAX_IDLE: usize = 128;
 /// Idle connections older than this are closed rather than reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A connection to an upstream with the buffer that reads its responses.
+/// A connection to an upstream with the buffer that reads its responses and the one timer
+/// its reads and writes wait by.
 pub struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
+    pub deadline: Deadline,
+}
+
+impl Conn {
+    pub fn new(stream: Stream) -> Self {
+        Conn {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            deadline: Deadline::unset(),
+        }
+    }
 }
 
 /// Which connections an upstream may reuse: same address, scheme, certificate name and trust.

@@ -467,3 +467,70 @@ async fn a_client_gone_mid_forward_is_client_gone_on_both_doors() {
         .await;
     assert_upstream_errors(&gw, "client_gone", 2.0, "HTTP/2 stream cancelled mid-body");
 }
+
+/// Upstreams that take no connection: a closed port is a 502 at once (`connect_refused`), and
+/// one whose accept queue is full, which never completes a handshake, a 504 at the connect
+/// timeout (`connect_timeout`). The same on every door: HTTP/1 over plain TCP and TLS (the
+/// front door's own connect) and HTTP/2 (pingora's connector).
+#[tokio::test]
+async fn upstreams_that_take_no_connection_fail_alike_on_every_door() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // A backlog of 0 holds one connection nobody accepts; the kernel drops SYNs past it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(full_addr),
+    )
+    .await
+    {
+        queued.push(conn);
+        assert!(queued.len() < 16, "the accept queue never filled");
+    }
+    for (addr, status, reason, least) in [
+        (closed, 502, "connect_refused", Duration::ZERO),
+        (
+            full_addr,
+            504,
+            "connect_timeout",
+            Duration::from_millis(900),
+        ),
+    ] {
+        let gw = Gateway::start_with(|config, _| {
+            let api = &mut config["upstreams"]["api"];
+            api["url"] = Value::from("http://api.flexhrm.com");
+            api["address"] = Value::from(addr.to_string());
+            api["connect_timeout"] = Value::from("1s");
+        });
+        let doors = [
+            ("http", gw.client("http"), reqwest::Version::HTTP_11),
+            (
+                "https",
+                gw.client_builder("https").http1_only().build().unwrap(),
+                reqwest::Version::HTTP_11,
+            ),
+            ("https", gw.client("https"), reqwest::Version::HTTP_2),
+        ];
+        for (i, (scheme, client, version)) in doors.iter().enumerate() {
+            let url = gw.url(&format!("{scheme}://exempel.com/HRM/API/v1/x"));
+            let started = Instant::now();
+            let resp = client.get(&url).send().await.unwrap();
+            let waited = started.elapsed();
+            let door = format!("{scheme} {version:?}");
+            assert_eq!(resp.version(), *version, "{door}");
+            assert_eq!(resp.status(), status, "{door}");
+            assert!(
+                waited >= least && waited < Duration::from_secs(5),
+                "{door}: {status} after {waited:?}"
+            );
+            assert_upstream_errors(&gw, reason, (i + 1) as f64, &door);
+        }
+    }
+    drop(queued);
+}
