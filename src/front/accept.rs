@@ -14,9 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::GetSocketDigest;
-use pingora::protocols::SocketDigest;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use tokio::net::TcpListener;
@@ -137,11 +134,7 @@ async fn accept_loop(
                         Ok(Ok(())) => {}
                         Ok(Err(_)) | Err(_) => return,
                     }
-                    // pingora's stream only where its TLS acceptor needs one.
-                    let stream: pingora::protocols::Stream = match tls {
-                        true => Box::new(l4_stream(socket, peer)),
-                        false => Box::new(Plain::new(socket, peer)),
-                    };
+                    let stream = Box::new(Plain::new(socket, peer));
                     front.serve(stream, tls, deadline, &shutdown).await
                 });
             }
@@ -155,18 +148,4 @@ async fn accept_loop(
             }
         }
     }
-}
-
-/// pingora's stream for a socket accepted on the https listener, unbuffered (the front door
-/// reads into buffers of its own), with its peer address and `TCP_NODELAY`, as pingora's
-/// listener makes them.
-fn l4_stream(socket: tokio::net::TcpStream, peer: SocketAddr) -> L4Stream {
-    let mut stream = L4Stream::from(socket);
-    let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
-    let _ = digest.peer_addr.set(Some(peer.into()));
-    stream.set_socket_digest(digest);
-    if let Err(e) = stream.set_nodelay() {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-    stream
 }

@@ -7,17 +7,17 @@
 //! becomes a census row of kind `tls`. rustls' certificate resolver cannot see them: it runs
 //! only for handshakes that get as far as choosing a certificate, and a TLS 1.0 ClientHello is
 //! refused before that. So the first record is read here, kept as bytes (parsed only when the
-//! handshake fails: the successful path pays one copy of a few hundred bytes), and handed back
-//! to the stream for pingora's acceptor to read as if nothing had happened.
+//! handshake fails: the successful path pays one copy of a few hundred bytes), and put back in
+//! front of the connection ([`super::primed`]) for pingora's acceptor to read as if nothing had
+//! happened.
 
 use std::borrow::Cow;
 
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use tls_parser::{
     parse_tls_client_hello_extensions, parse_tls_plaintext, TlsExtension, TlsMessage,
     TlsMessageHandshake,
 };
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::table::Table;
@@ -30,9 +30,9 @@ const MAX_RECORD: usize = 1 << 14;
 const HANDSHAKE: u8 = 22;
 const TLS_1_2: u16 = 0x0303;
 
-/// Reads the client's first TLS record by `deadline` and puts it back on `stream`: the bytes
-/// read (empty when the client sent nothing in time).
-pub async fn read_first_record(stream: &mut L4Stream, deadline: Instant) -> Vec<u8> {
+/// Reads the client's first TLS record by `deadline`: the bytes read (empty when the client
+/// sent nothing in time), which the caller puts back in front of the stream.
+pub async fn read_first_record<S: AsyncRead + Unpin>(stream: &mut S, deadline: Instant) -> Vec<u8> {
     let mut first = Vec::with_capacity(1024);
     loop {
         let want = match first.get(..RECORD_HEADER) {
@@ -50,7 +50,6 @@ pub async fn read_first_record(stream: &mut L4Stream, deadline: Instant) -> Vec<
             _ => break,
         }
     }
-    stream.rewind(&first);
     first
 }
 

@@ -29,9 +29,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
@@ -99,13 +99,15 @@ impl Front {
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let mut l4 = *stream.into_any().downcast::<L4Stream>().ok()?;
-        let first = hello::read_first_record(&mut l4, deadline).await;
-        let error = match tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(l4)).await {
-            Ok(Ok(stream)) => return Some(Box::new(stream)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "not done within the header deadline".to_owned(),
-        };
+        let mut stream = stream;
+        let first = Bytes::from(hello::read_first_record(&mut stream, deadline).await);
+        let primed = primed::Primed::new(first.clone(), stream);
+        let error =
+            match tokio::time::timeout_at(deadline, tls.acceptor.tls_handshake(primed)).await {
+                Ok(Ok(stream)) => return Some(Box::new(stream)),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "not done within the header deadline".to_owned(),
+            };
         if first.is_empty() {
             // A port probe or an idle connection, not a client that tried.
             tracing::debug!(

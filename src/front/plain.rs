@@ -1,11 +1,11 @@
-//! A plain TCP connection as the front door reads and writes it: a client's on the http
-//! listener, or one to an `http://` upstream. The socket itself, with what pingora asks of a
-//! stream (its peer address, an id) answered from the socket.
+//! A TCP connection as the front door reads and writes it: every client's (with TLS on top on
+//! the https listener), and one to an `http://` upstream. The socket itself, with what pingora
+//! asks of a stream (its peer address, an id) answered from the socket.
 //!
 //! pingora's own stream times every read and write that had to wait: on a kept-alive
 //! connection each request's read waits once, which cost two clock reads and about 250
 //! instructions a request on each side of a forward, for figures the front door never asks
-//! for. Connections over TLS keep pingora's stream, which its TLS acceptor and connector take.
+//! for. A TLS connection to an upstream keeps pingora's stream, which its connector makes.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

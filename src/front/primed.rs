@@ -1,9 +1,11 @@
 //! A connection with bytes already read from it put back in front, so that a reader that
-//! needs the first bytes within a deadline (the HTTP/2 preface) can hand the connection on
-//! whole.
+//! needs the first bytes within a deadline (the HTTP/2 preface, the TLS ClientHello) can hand
+//! the connection on whole.
 //!
 //! pingora's HTTP/2 server waits for the client's preface without a deadline; the front door
-//! reads it first, within the header deadline, then gives pingora this wrapper.
+//! reads it first, within the header deadline, then gives pingora this wrapper. Its TLS
+//! acceptor reads a ClientHello the front door has read first, to say why a failed handshake
+//! failed ([`super::hello`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +30,13 @@ pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct Primed {
     prefix: Bytes,
     inner: Stream,
+}
+
+impl Primed {
+    /// `inner`, with `prefix` read before anything still in it.
+    pub fn new(prefix: Bytes, inner: Stream) -> Self {
+        Primed { prefix, inner }
+    }
 }
 
 /// Reads the HTTP/2 preface by `deadline` and returns the connection with it put back; `None`
