@@ -51,15 +51,16 @@ impl Deadline {
         self.wait(|| Instant::now() + timeout, op).await
     }
 
-    async fn wait<F: Future>(&mut self, at: impl FnOnce() -> Instant, op: F) -> Option<F::Output> {
+    /// Runs `op` until it completes, or until the deadline `at` gives when `op` first waits.
+    async fn wait<F: Future>(&mut self, at: impl Fn() -> Instant, op: F) -> Option<F::Output> {
         let mut op = pin!(op);
-        let (mut make, mut deadline) = (Some(at), None);
+        let mut deadline = None;
         let timer = &mut self.timer;
         poll_fn(|cx| {
             if let Poll::Ready(out) = op.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
-            let at = *deadline.get_or_insert_with(|| make.take().expect("made once")());
+            let at = *deadline.get_or_insert_with(&at);
             loop {
                 if timer.deadline() > at {
                     timer.as_mut().reset(at);

@@ -95,11 +95,10 @@ impl Front {
 
     /// The TLS handshake, by `deadline`. A handshake that fails after the client sent
     /// something is counted and enters the census (see [`hello`]).
-    async fn handshake(&self, tls: &Tls, stream: Stream, deadline: Instant) -> Option<Stream> {
+    async fn handshake(&self, tls: &Tls, mut stream: Stream, deadline: Instant) -> Option<Stream> {
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let mut stream = stream;
         let first = Bytes::from(hello::read_first_record(&mut stream, deadline).await);
         let primed = primed::Primed::new(first.clone(), stream);
         let error =

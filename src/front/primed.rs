@@ -44,10 +44,10 @@ impl Primed {
 pub async fn read_h2_preface(mut stream: Stream, deadline: Instant) -> Option<Stream> {
     let mut preface = [0u8; H2_PREFACE.len()];
     match tokio::time::timeout_at(deadline, stream.read_exact(&mut preface)).await {
-        Ok(Ok(_)) if preface == *H2_PREFACE => Some(Box::new(Primed {
-            prefix: Bytes::from_static(H2_PREFACE),
-            inner: stream,
-        })),
+        Ok(Ok(_)) if preface == *H2_PREFACE => Some(Box::new(Primed::new(
+            Bytes::from_static(H2_PREFACE),
+            stream,
+        ))),
         _ => None,
     }
 }
