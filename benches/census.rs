@@ -37,7 +37,7 @@ fn settings() -> CensusSettings {
 
 fn bench(c: &mut Criterion) {
     let tenants: Vec<TenantNo> = (0..100_000)
-        .map(|i| TenantNo::of(&Arc::from(format!("c{i}"))))
+        .map(|i| TenantNo::of(&format!("c{i}")))
         .collect();
     let kind = Kind::new("timeclock");
     let mut headers = HeaderMap::new();

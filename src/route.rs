@@ -83,7 +83,7 @@ pub enum Decision<'t> {
 #[derive(Debug, Clone)]
 pub struct Labels {
     /// The tenant's id (`meter.tenant`) and request counts.
-    pub meter: triomphe::Arc<Meter>,
+    pub meter: &'static Meter,
     pub kind: Kind,
     pub rule: Arc<str>,
     pub action: &'static str,
@@ -112,7 +112,7 @@ impl Routed<'_, '_> {
             .filter(|r| !r.redact.is_empty())
             .map(|r| self.captures.redact(path, &r.redact));
         Some(Labels {
-            meter: tenant.meter.clone(),
+            meter: tenant.meter,
             kind,
             rule,
             action: self.decision.action(),

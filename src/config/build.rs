@@ -23,8 +23,8 @@ use crate::table::host::{index_key, HostIndex};
 use crate::table::pattern::{is_name, Matcher, Pattern};
 use crate::table::template::Template;
 use crate::table::{
-    Action, Brownout, Forward, Gate, Kind, Meter, Phase, PhasePlan, Profile, Redirect, Rule,
-    RuleSet, Schedule, Signals, Table, Tenant, TenantNo,
+    Action, Brownout, Forward, Gate, HugePages, HugeVec, Kind, Meter, Phase, PhasePlan, Profile,
+    Redirect, Rule, RuleSet, Schedule, Signals, Table, Tenant, TenantNo,
 };
 use crate::tls::CertStore;
 use crate::upstream::{self, Upstream, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
@@ -74,7 +74,7 @@ pub fn build(
     let profiles = b.profiles(main, includes);
     let all_tenants =
         std::iter::once((0, &main.tenants)).chain(includes.iter().map(|(s, f)| (*s, &f.tenants)));
-    let (hosts, tenants) = b.tenants(all_tenants, &profiles, &main.vars, previous);
+    let (hosts, tenants) = b.tenants(all_tenants, &profiles, &main.vars);
     if !b.problems.is_empty() {
         return Err(b.into_errors());
     }
@@ -219,13 +219,8 @@ impl Builder<'_> {
         all_tenants: impl Iterator<Item = (usize, &'a Vec<FileTenant>)> + Clone,
         profiles: &HashMap<&str, ProfileSource<'_>>,
         vars: &BTreeMap<String, String>,
-        previous: Option<&Table>,
-    ) -> (HostIndex, Vec<Tenant>) {
+    ) -> (HostIndex, HugeVec<Tenant>) {
         let root = YamlPath::root();
-        // A tenant the running table has keeps its meter, and with it its counts.
-        let meters: HashMap<&str, &triomphe::Arc<Meter>, foldhash::fast::RandomState> = previous
-            .map(|p| p.tenants().iter().map(|t| (&*t.id, &t.meter)).collect())
-            .unwrap_or_default();
         // Everything sized up front: a tenant is a few hundred bytes, and growing the vector
         // copied all of them (100 000 in a large fleet) several times over, into fresh pages.
         let count = all_tenants.clone().map(|(_, list)| list.len()).sum();
@@ -236,7 +231,7 @@ impl Builder<'_> {
             .sum();
         let mut hosts = HostIndex::with_capacity(host_count);
         TenantNo::reserve(count);
-        let mut tenants = Vec::with_capacity(count);
+        let mut tenants = HugeVec::with_capacity_in(count, HugePages);
         let mut host_owner: Vec<&str> = Vec::with_capacity(count);
         let mut ids =
             HashSet::with_capacity_and_hasher(count, foldhash::fast::RandomState::default());
@@ -256,8 +251,7 @@ impl Builder<'_> {
                 // A failed tenant still takes its index in `host_owner`, so that the indexes
                 // in `hosts` name the right tenant in later errors; the table is discarded
                 // anyway.
-                let meter = meters.get(t.id.as_str()).map(|&m| m.clone());
-                if let Some(tenant) = self.tenant(t, src, &path, profiles, vars, meter) {
+                if let Some(tenant) = self.tenant(t, src, &path, profiles, vars) {
                     if hosts_ok {
                         tenants.push(tenant);
                     }
@@ -783,7 +777,6 @@ impl Builder<'_> {
         path: &YamlPath,
         profiles: &HashMap<&str, ProfileSource<'_>>,
         global: &BTreeMap<String, String>,
-        meter: Option<triomphe::Arc<Meter>>,
     ) -> Option<Tenant> {
         let Some(profile_source) = profiles.get(t.profile.as_str()) else {
             let problem = Problem::UnknownProfile {
@@ -854,9 +847,9 @@ impl Builder<'_> {
             );
         }
         (self.problems.len() == before).then(|| {
-            // The id is the meter's: one copy of the name, however many reloads kept it.
-            let meter =
-                meter.unwrap_or_else(|| triomphe::Arc::new(Meter::new(t.id.as_str().into())));
+            // The id is the meter's: one copy of the name, however many reloads kept it. (A
+            // tenant the running table has keeps its meter, and with it its counts.)
+            let meter = Meter::of(&t.id);
             Tenant {
                 source_hash: hash_of(t),
                 id: meter.tenant.clone(),

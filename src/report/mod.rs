@@ -73,7 +73,7 @@ impl Recorder {
         let agent = format!("(TLS handshake failed: {reason}; offers at most {version})");
         let path = sni.map_or_else(|| "(no SNI)".to_owned(), |name| format!("sni:{name}"));
         self.census.record(
-            TenantNo::of(&tenant.into()),
+            TenantNo::of(tenant),
             &Kind::new("tls"),
             self.census.anonymous(&agent, peer),
             &path,
@@ -91,7 +91,7 @@ impl Recorder {
         let metrics = &self.metrics;
         match f.labels {
             Some(l) => {
-                metrics.requests.inc(&l.meter, &l.kind, l.action, f.status);
+                metrics.requests.inc(l.meter, &l.kind, l.action, f.status);
                 metrics.duration.observe(&l.kind, l.action, f.elapsed);
             }
             None => {

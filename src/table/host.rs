@@ -7,10 +7,11 @@
 //! `.flexhosting.se`. That is one hash probe per label, never a scan over tenants. As in nginx,
 //! `*.example.com` matches any depth below `example.com` but not `example.com` itself.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-
 use compact_str::CompactString;
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
+
+use super::huge::HugePages;
 
 use crate::protocol::host::valid_name;
 
@@ -21,7 +22,8 @@ pub struct HostIndex {
     /// still not predictable by a client choosing hosts. A name of up to 24 bytes (nearly
     /// all) is kept in the map's own slot, so that a lookup among 100 000 names reads no
     /// other memory to compare it: a pointer to each name cost a cache miss per request.
-    names: HashMap<CompactString, u32, foldhash::fast::RandomState>,
+    /// On huge pages: see [`super::huge`].
+    names: HashMap<CompactString, u32, foldhash::fast::RandomState, HugePages>,
 }
 
 /// The host as it is stored: `*.x.y` becomes `.x.y`; `None` if it is not a valid name.
@@ -40,7 +42,7 @@ impl HostIndex {
     /// Room for `names` names without rehashing (a large fleet has 100 000 or more).
     pub fn with_capacity(names: usize) -> Self {
         Self {
-            names: HashMap::with_capacity_and_hasher(names, Default::default()),
+            names: HashMap::with_capacity_and_hasher_in(names, Default::default(), HugePages),
         }
     }
 

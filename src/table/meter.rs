@@ -3,14 +3,24 @@
 //!
 //! With 100 000 tenants each request's tenant is cold memory. Counting in a map of (tenant,
 //! kind, action, code) cost two more cache misses per request (its control bytes and its
-//! entry) on top of the tenant's name; a meter is one small object a request already holds:
-//! its labels carry the meter (not a copy of the name), and the count lands a few bytes
-//! from the reference count that carrying it touched. The labelled series are made only
-//! when `/metrics` is read ([`crate::report`]).
+//! entry) on top of the tenant's name; a meter is one cache line the request's labels carry
+//! (not a copy of the name). The labelled series are made only when `/metrics` is read
+//! ([`crate::report`]).
+//!
+//! A tenant's meter is made once for the process, with its number, and never freed: it is
+//! `&'static`, so carrying it takes no reference count, and the meters of a large config are
+//! one dense block on huge pages ([`super::huge`]) rather than 100 000 small allocations
+//! spread over 4 KiB pages. A tenant removed and added again gets its meter back, counts and
+//! all, as it gets its number back (a Prometheus counter must not go down).
 
+use std::alloc::{handle_alloc_error, Layout};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard};
+
+use allocator_api2::alloc::Allocator as _;
+
+use super::huge::HugePages;
 
 /// A rule's `kind` label, with a number for a meter's key. Numbers come from one list for
 /// the process, which only grows: a kind keeps its number across reloads, as a meter keeps
@@ -104,6 +114,65 @@ pub struct TenantNo(u32);
 struct TenantNames {
     names: Vec<Arc<str>>,
     numbers: hashbrown::HashTable<u32>,
+    /// By number: the tenant's meter, once a table has had the tenant (a census restored
+    /// from its file numbers tenants no table has).
+    meters: Vec<Option<&'static Meter>>,
+    arena: Arena,
+}
+
+/// Where meters are placed: blocks that never move and are never freed, filled in order.
+/// A block is sized for what [`TenantNo::reserve`] says is coming (a config's tenants at
+/// once), else it doubles.
+struct Arena {
+    next: *mut Meter,
+    room: usize,
+    placed: usize,
+}
+
+// SAFETY: the arena only hands out `&'static Meter` (which is Sync) and is used under the
+// names' lock; the pointer is to memory no one else owns.
+unsafe impl Send for Arena {}
+unsafe impl Sync for Arena {}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena {
+            next: std::ptr::null_mut(),
+            room: 0,
+            placed: 0,
+        }
+    }
+}
+
+impl Arena {
+    /// Room for `more` meters in one block (what is left of the last one is abandoned).
+    fn reserve(&mut self, more: usize) {
+        if self.room >= more {
+            return;
+        }
+        let room = more.max(self.placed).max(1024);
+        let layout = Layout::array::<Meter>(room)
+            .unwrap_or_else(|_| handle_alloc_error(Layout::new::<Meter>()));
+        let Ok(block) = HugePages.allocate(layout) else {
+            handle_alloc_error(layout)
+        };
+        self.next = block.cast::<Meter>().as_ptr();
+        self.room = room;
+    }
+
+    fn place(&mut self, meter: Meter) -> &'static Meter {
+        self.reserve(1);
+        // SAFETY: `next` points at room for one more meter in a block that is never freed
+        // nor reused, so the reference is valid for the life of the process.
+        unsafe {
+            let at = self.next;
+            at.write(meter);
+            self.next = at.add(1);
+            self.room -= 1;
+            self.placed += 1;
+            &*at
+        }
+    }
 }
 
 fn hash_name(name: &str) -> u64 {
@@ -123,7 +192,7 @@ static TENANTS: LazyLock<RwLock<TenantNames>> = LazyLock::new(Default::default);
 
 impl TenantNo {
     /// The number of the tenant `name`, given the first time it is asked for.
-    pub fn of(name: &Arc<str>) -> Self {
+    pub fn of(name: &str) -> Self {
         let hash = hash_name(name);
         if let Some(n) = TENANTS
             .read()
@@ -137,19 +206,23 @@ impl TenantNo {
             return TenantNo(n);
         }
         let n = tenants.names.len() as u32;
-        tenants.names.push(name.clone());
-        let TenantNames { names, numbers } = &mut *tenants;
+        tenants.names.push(name.into());
+        tenants.meters.push(None);
+        let TenantNames { names, numbers, .. } = &mut *tenants;
         numbers.insert_unique(hash, n, |&n| hash_name(&names[n as usize]));
         TenantNo(n)
     }
 
-    /// Makes room for `total` tenants in all, at once: a config of 100 000 tenants grew the
-    /// list by doubling, and the allocator kept the spare room.
+    /// Makes room for `total` tenants in all, and their meters, at once: a config of 100 000
+    /// tenants grew the list by doubling, and the allocator kept the spare room.
     pub fn reserve(total: usize) {
         let mut tenants = TENANTS.write().unwrap_or_else(|e| e.into_inner());
         let more = total.saturating_sub(tenants.names.len());
         tenants.names.reserve_exact(more);
-        let TenantNames { names, numbers } = &mut *tenants;
+        tenants.meters.reserve_exact(more);
+        let meters = total.saturating_sub(tenants.arena.placed);
+        tenants.arena.reserve(meters);
+        let TenantNames { names, numbers, .. } = &mut *tenants;
         numbers.reserve(more, |&n| hash_name(&names[n as usize]));
     }
 
@@ -194,11 +267,9 @@ pub fn action_number(action: &str) -> Option<usize> {
 /// Three, so that a meter and its reference count are one 64-byte cache line.
 const SLOTS: usize = 3;
 
-/// A tenant's request counts by (kind, action, code). Shared as a `triomphe::Arc` (a count
-/// and no weak count) so that the whole allocation is one cache line: carrying the meter
-/// and counting in it touch the same 64 bytes.
+/// A tenant's request counts by (kind, action, code), in one cache line.
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Meter {
     /// A combination's key (see [`key`]) once a slot has been claimed for it, 0 before.
     keys: [AtomicU32; SLOTS],
@@ -209,7 +280,7 @@ pub struct Meter {
     pub tenant: Arc<str>,
 }
 
-const _: () = assert!(std::mem::size_of::<Meter>() + 8 == 64);
+const _: () = assert!(std::mem::size_of::<Meter>() == 64);
 
 /// One combination, as [`Meter::each`] gives it.
 pub struct Counted {
@@ -227,13 +298,30 @@ fn key(kind: &Kind, action: &str, code: u16) -> Option<u32> {
 }
 
 impl Meter {
-    pub fn new(tenant: Arc<str>) -> Self {
-        Meter {
-            keys: Default::default(),
-            number: TenantNo::of(&tenant),
-            counts: Default::default(),
-            tenant,
+    /// The meter of the tenant `id`, made the first time it is asked for.
+    pub fn of(id: &str) -> &'static Meter {
+        let number = TenantNo::of(id);
+        if let Some(meter) =
+            TENANTS.read().unwrap_or_else(|e| e.into_inner()).meters[number.index()]
+        {
+            return meter;
         }
+        let mut tenants = TENANTS.write().unwrap_or_else(|e| e.into_inner());
+        let TenantNames {
+            names,
+            meters,
+            arena,
+            ..
+        } = &mut *tenants;
+        let meter = meters[number.index()].get_or_insert_with(|| {
+            arena.place(Meter {
+                keys: Default::default(),
+                number,
+                counts: Default::default(),
+                tenant: names[number.index()].clone(),
+            })
+        });
+        meter
     }
 
     /// Counts one request; `false` when the combination has no slot (the tenant already has
@@ -260,8 +348,8 @@ impl Meter {
 
     /// Starts loading the meter's cache line, which labelling and counting the request will
     /// touch. With 100 000 tenants it is cold: asked for as soon as the tenant is known, it
-    /// arrives while the rule is matched instead of stalling the reference count after it (a
-    /// locked add waits for its line with nothing else in flight).
+    /// arrives while the rule is matched instead of stalling the count after it (a locked add
+    /// waits for its line with nothing else in flight).
     #[inline]
     pub fn prefetch(&self) {
         #[cfg(target_arch = "x86_64")]
@@ -295,7 +383,7 @@ mod tests {
 
     #[test]
     fn counts_combinations_in_slots_until_they_run_out() {
-        let meter = Meter::new("acme".into());
+        let meter = Meter::of("slotted-acme");
         let (web, api) = (Kind::new("web"), Kind::new("api"));
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -329,8 +417,9 @@ mod tests {
     fn a_tenant_keeps_its_number_and_is_named_by_it() {
         let acme: Arc<str> = "numbered-acme".into();
         let number = TenantNo::of(&acme);
-        assert_eq!(Meter::new("numbered-acme".into()).number, number);
-        assert_ne!(TenantNo::of(&"numbered-other".into()), number);
+        assert_eq!(Meter::of("numbered-acme").number, number);
+        assert!(std::ptr::eq(Meter::of(&acme), Meter::of(&acme)));
+        assert_ne!(TenantNo::of("numbered-other"), number);
         assert_eq!(&*number.name(), "numbered-acme");
         assert_eq!(&*tenant_names()[number.index()], "numbered-acme");
     }

@@ -6,6 +6,7 @@
 
 pub mod challenge;
 pub mod host;
+pub mod huge;
 pub mod meter;
 pub mod pattern;
 pub mod schedule;
@@ -22,6 +23,7 @@ use crate::upstream::Upstream;
 use challenge::Challenges;
 use compact_str::CompactString;
 use host::HostIndex;
+pub use huge::{HugePages, HugeVec};
 pub use meter::{action_number, tenant_names, Kind, Meter, TenantNo, ACTIONS, MAX_KINDS};
 use pattern::{Captures, Matcher};
 pub use schedule::{Brownout, Gate, Phase, PhasePlan, Schedule};
@@ -34,7 +36,8 @@ pub type Tables = Arc<ArcSwap<Table>>;
 #[derive(Debug)]
 pub struct Table {
     hosts: HostIndex,
-    tenants: Box<[Tenant]>,
+    /// On huge pages: see [`huge`].
+    tenants: HugeVec<Tenant>,
     upstreams: Vec<Arc<Upstream>>,
     /// The tenants with a census-gated phase, found once: the gates are judged every
     /// second, and a walk over 100 000 tenants to find the few was a cache miss for each.
@@ -45,7 +48,7 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(hosts: HostIndex, tenants: Vec<Tenant>, upstreams: Vec<Arc<Upstream>>) -> Self {
+    pub fn new(hosts: HostIndex, tenants: HugeVec<Tenant>, upstreams: Vec<Arc<Upstream>>) -> Self {
         let gated = tenants
             .iter()
             .enumerate()
@@ -58,7 +61,7 @@ impl Table {
             .collect();
         Table {
             hosts,
-            tenants: tenants.into_boxed_slice(),
+            tenants,
             upstreams,
             gated,
             challenges: Arc::default(),
@@ -157,9 +160,9 @@ pub struct Tenant {
     pub schedule: Option<Box<Schedule>>,
     /// Boxed, and `None` when the tenant signals nothing (most do not).
     pub signals: Option<Box<Signals>>,
-    /// The tenant's request counts, carried from table to table; a request's labels hold it
+    /// The tenant's request counts, the same in every table; a request's labels carry it
     /// past the snapshot guard.
-    pub meter: triomphe::Arc<Meter>,
+    pub meter: &'static Meter,
     /// Inline (up to 24 bytes): a redirect that names it reads no other memory.
     pub customer_number: CompactString,
     pub id: Arc<str>,

@@ -308,10 +308,7 @@ impl Data {
         let mut rows = report.clients;
         rows.sort_by_key(|r| r.last_seen);
         for row in rows {
-            let (tenant, kind) = (
-                TenantNo::of(&row.tenant.into()),
-                Kind::new(&row.kind).index(),
-            );
+            let (tenant, kind) = (TenantNo::of(&row.tenant), Kind::new(&row.kind).index());
             let key = self.keys.hash_one((tenant, kind, &*row.client.id));
             let row = Row {
                 tenant,
@@ -334,7 +331,7 @@ impl Data {
             self.count_time(p.at, Kind::new(&p.kind).index(), p.count);
         }
         for d in report.days {
-            self.count_day(d.day, TenantNo::of(&d.tenant.into()), d.count);
+            self.count_day(d.day, TenantNo::of(&d.tenant), d.count);
         }
         self.evictions = report.evictions;
         for (tenant, watch) in report.watch {
@@ -574,7 +571,7 @@ mod tests {
 
     pub fn sighting(tenant: &str, id: &str, at: u64) -> Row {
         Row {
-            tenant: TenantNo::of(&tenant.into()),
+            tenant: TenantNo::of(tenant),
             kind: Kind::new("api").index(),
             client: Arc::new(Client {
                 id: id.into(),

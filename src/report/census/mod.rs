@@ -884,7 +884,7 @@ mod tests {
     #[test]
     fn record_aggregates_per_shard_and_drain_folds_into_the_table() {
         let (census, _worker) = Census::new(settings(10), Arc::new(Metrics::new())).unwrap();
-        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
+        let (tenant, kind) = (TenantNo::of("acme"), Kind::new("api"));
         let peer = Some("192.0.2.7".parse().unwrap());
         let a = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let b = headers(&[("authorization", "Bearer tok-B"), ("user-agent", "Sync/1")]);
@@ -934,7 +934,7 @@ mod tests {
         let kind = Kind::new("api");
         let h = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         for i in 0..5 {
-            let tenant = TenantNo::of(&format!("many-{i}").into());
+            let tenant = TenantNo::of(&format!("many-{i}"));
             census.record(tenant, &kind, census.caller(&h, None), "/HRM/API/a", 200);
         }
         {
@@ -955,7 +955,7 @@ mod tests {
     #[test]
     fn clients_no_row_holds_are_forgotten_once_they_outnumber_the_rows() {
         let (census, _worker) = Census::new(settings(2), Arc::new(Metrics::new())).unwrap();
-        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
+        let (tenant, kind) = (TenantNo::of("acme"), Kind::new("api"));
         for i in 0..5 {
             let agent = format!("Sync/{i}");
             let h = headers(&[("user-agent", &agent)]);
@@ -975,7 +975,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut kept = settings(10);
         kept.state_file = Some(dir.path().join("census.json"));
-        let (tenant, kind) = (TenantNo::of(&"acme".into()), Kind::new("api"));
+        let (tenant, kind) = (TenantNo::of("acme"), Kind::new("api"));
         let agent = headers(&[("authorization", "Bearer tok-A"), ("user-agent", "Sync/1")]);
         let (census, _) = Census::new(kept.clone(), Arc::new(Metrics::new())).unwrap();
         census.record(
