@@ -264,7 +264,7 @@ pub fn action_number(action: &str) -> Option<usize> {
 }
 
 /// Label combinations counted in the tenant's own memory; more go to the caller's overflow.
-/// Three, so that a meter and its reference count are one 64-byte cache line.
+/// Three, so that a meter is one 64-byte cache line.
 const SLOTS: usize = 3;
 
 /// A tenant's request counts by (kind, action, code), in one cache line.
