@@ -128,7 +128,7 @@ impl RequestCounts {
             .collect();
         let mut current: Option<HashSet<*const Meter>> = None;
         for shard in self.inner.overflow.iter() {
-            let Ok(mut shard) = shard.lock() else {
+            let Ok(shard) = shard.lock() else {
                 continue;
             };
             if shard.is_empty() {
@@ -136,11 +136,13 @@ impl RequestCounts {
             }
             let current =
                 current.get_or_insert_with(|| meters.clone().map(std::ptr::from_ref).collect());
-            // A tenant no table has any more is forgotten, as its meter is.
-            shard.retain(|_, e| current.contains(&std::ptr::from_ref(e.meter)));
+            // A tenant no table has any more is not shown, but keeps its counts here as its
+            // meter does: added again, its counters go on from where they were.
+            let kept = shard.values();
+            let shown = kept.filter(|e| current.contains(&std::ptr::from_ref(e.meter)));
             // Copied out (the strings are shared, not copied), so that no worker waits on
             // its shard while the text is written.
-            rows.extend(shard.values().map(|e| Row {
+            rows.extend(shown.map(|e| Row {
                 labels: (
                     e.meter.tenant.clone(),
                     e.kind.name.clone(),

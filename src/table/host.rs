@@ -79,25 +79,20 @@ impl HostIndex {
 
     /// Adds a name (already an [`index_key`]); returns the tenant that already had it, if any.
     pub fn insert(&mut self, key: String, tenant: u32) -> Option<u32> {
+        self.place(key.into(), tenant)
+    }
+
+    fn place(&mut self, name: CompactString, tenant: u32) -> Option<u32> {
         if (self.len + 1) * 3 > self.slots.len() * 2 {
             self.resize(slots_for(self.len + 1) * 2);
         }
-        let (mut at, tag) = self.start(&key);
-        loop {
-            let slot = &mut self.slots[at];
-            if slot.name.is_empty() {
-                *slot = Slot {
-                    name: key.into(),
-                    tenant,
-                    tag,
-                };
+        match self.probe(&name) {
+            Ok(at) => Some(self.slots[at].tenant),
+            Err((at, tag)) => {
+                self.slots[at] = Slot { name, tenant, tag };
                 self.len += 1;
-                return None;
+                None
             }
-            if slot.tag == tag && slot.name == key {
-                return Some(slot.tenant);
-            }
-            at = self.next(at);
         }
     }
 
@@ -114,14 +109,20 @@ impl HostIndex {
         if self.slots.is_empty() {
             return None;
         }
+        self.probe(name).ok().map(|at| self.slots[at].tenant)
+    }
+
+    /// The slot that holds `name`, or the empty slot where it would go and its tag. The
+    /// table is never full, so the probe ends.
+    fn probe(&self, name: &str) -> Result<usize, (usize, u32)> {
         let (mut at, tag) = self.start(name);
         loop {
             let slot = &self.slots[at];
             if slot.name.is_empty() {
-                return None;
+                return Err((at, tag));
             }
             if slot.tag == tag && slot.name == name {
-                return Some(slot.tenant);
+                return Ok(at);
             }
             at = self.next(at);
         }
@@ -150,7 +151,7 @@ impl HostIndex {
         let old = std::mem::replace(&mut self.slots, table);
         self.len = 0;
         for slot in old.into_iter().filter(|s| !s.name.is_empty()) {
-            self.insert(slot.name.into(), slot.tenant);
+            self.place(slot.name, slot.tenant);
         }
     }
 
