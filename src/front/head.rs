@@ -94,6 +94,15 @@ pub fn read(buf: &[u8], cx: &Context<'_>) -> Parsed {
         }
         Err(_) => return Err(Refusal::bad("the request head does not parse")),
     };
+    // The host index's line is a cache miss with many tenants: asked for now, it arrives
+    // while the head is checked and its target parsed.
+    if let Some(host) = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+    {
+        cx.table.prefetch_host(host.value);
+    }
     decide(&req, head_len, cx).map(Some)
 }
 

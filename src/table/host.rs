@@ -11,7 +11,7 @@ use std::hash::BuildHasher as _;
 
 use compact_str::CompactString;
 
-use super::huge::{HugePages, HugeVec};
+use super::huge::{prefetch, HugePages, HugeVec};
 use crate::protocol::host::valid_name;
 
 /// Config host names → tenant index: an open-addressing table probed linearly, each slot a
@@ -105,6 +105,15 @@ impl HostIndex {
             .find_map(|(i, _)| self.find(&host[i..]))
     }
 
+    /// Starts loading the slot where the probe for `host` starts, as a client sent it: the
+    /// head's other work then overlaps the miss. Right for a host already in normal form (lower
+    /// case, no port, as clients send nearly always); a hint wasted on a line otherwise.
+    pub fn prefetch(&self, host: &[u8]) {
+        if !self.slots.is_empty() {
+            prefetch(&self.slots[self.start(host).0]);
+        }
+    }
+
     fn find(&self, name: &str) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
@@ -115,7 +124,7 @@ impl HostIndex {
     /// The slot that holds `name`, or the empty slot where it would go and its tag. The
     /// table is never full, so the probe ends.
     fn probe(&self, name: &str) -> Result<usize, (usize, u32)> {
-        let (mut at, tag) = self.start(name);
+        let (mut at, tag) = self.start(name.as_bytes());
         loop {
             let slot = &self.slots[at];
             if slot.name.is_empty() {
@@ -130,7 +139,7 @@ impl HostIndex {
 
     /// Where `name`'s probe starts (the hash's high bits scaled to the table, so its size
     /// need not be a power of two), and its tag (the low bits).
-    fn start(&self, name: &str) -> (usize, u32) {
+    fn start(&self, name: &[u8]) -> (usize, u32) {
         let hash = self.hasher.hash_one(name);
         let at = ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize;
         (at, hash as u32)

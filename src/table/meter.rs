@@ -352,12 +352,7 @@ impl Meter {
     /// waits for its line with nothing else in flight).
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint; it reads nothing architecturally and cannot fault.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>((self as *const Meter).cast());
-        }
+        super::huge::prefetch(self);
     }
 
     /// Every combination counted here; `kinds` is [`Kind::names`].

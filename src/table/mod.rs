@@ -83,6 +83,12 @@ impl Table {
             .map(|n| format!("*{n}"))
     }
 
+    /// Starts loading what [`Table::tenant_for`] will read first for the `Host` a client sent
+    /// (see [`HostIndex::prefetch`]).
+    pub fn prefetch_host(&self, host: &[u8]) {
+        self.hosts.prefetch(host);
+    }
+
     /// The tenant serving a normalised host name.
     pub fn tenant_for(&self, host: &str) -> Option<&Tenant> {
         self.hosts.lookup(host).map(|i| &self.tenants[i as usize])
