@@ -2,19 +2,20 @@
 //!
 //! A general-purpose subscriber on the request path (field visitors, a formatter per event, a
 //! locked write to stderr per line) cost a third of the throughput. Here a worker formats its
-//! line straight into *its own* buffer (one per worker thread, so never contended but by the
-//! writer's flush), and a full buffer is handed to one writer thread through a bounded queue.
-//! The writer also collects every buffer every 100 ms, and on request at shutdown, so nothing
-//! logged is lost on `SIGTERM`. A worker never waits on a slow disk or a full pipe: when the
-//! queue is full the buffer's lines are dropped and counted
-//! (`signpost_access_log_dropped_total`). A file target is reopened on `SIGUSR1`, after
-//! logrotate has moved it.
+//! line straight into *its own* shard (one per worker thread, so never contended but by the
+//! writer), and a full buffer stays there, behind the one being filled, while a wake-up tells
+//! the one writer thread to take it. The writer takes a shard's full buffers and its partial
+//! one together, so each worker's lines are written in the order it logged them. It also
+//! collects every 100 ms, and on request at shutdown, so nothing logged is lost on `SIGTERM`.
+//! A worker never waits on a slow disk or a full pipe: when the writer is `QUEUE` buffers
+//! behind, a full buffer's lines are dropped and counted (`signpost_access_log_dropped_total`).
+//! A file target is reopened on `SIGUSR1`, after logrotate has moved it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,18 +66,34 @@ pub struct Line<'a> {
 }
 
 enum Msg {
-    Lines(Vec<u8>),
+    /// A worker has a full buffer.
+    Wake,
     /// Write everything logged so far, then answer.
     Flush(SyncSender<()>),
+}
+
+/// One worker's lines: full buffers in the order they filled, then the one being filled.
+#[derive(Default)]
+struct Shard {
+    full: Vec<Vec<u8>>,
+    filling: Vec<u8>,
+}
+
+/// What the workers and the writer share.
+#[derive(Default)]
+struct Shared {
+    shards: Vec<Mutex<Shard>>,
+    /// Full buffers in all shards, not yet taken by the writer.
+    waiting: AtomicUsize,
+    spares: Spares,
+    reopen: AtomicBool,
 }
 
 pub struct AccessLog {
     format: AccessFormat,
     /// `None` when the access log is off.
-    queue: Option<SyncSender<Msg>>,
-    shards: Arc<[Mutex<Vec<u8>>]>,
-    spares: Arc<Spares>,
-    reopen: Arc<AtomicBool>,
+    wake: Option<SyncSender<Msg>>,
+    shared: Arc<Shared>,
     dropped: IntCounter,
 }
 
@@ -84,21 +101,21 @@ impl AccessLog {
     /// Opens the target (a file that cannot be opened is an error naming it) and starts the
     /// writer thread.
     pub fn start(settings: &AccessLogSettings, dropped: IntCounter) -> Result<Self, String> {
-        let shards: Arc<[Mutex<Vec<u8>>]> = (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect();
-        let spares = Arc::new(Spares::default());
-        let reopen = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            shards: (0..SLOTS).map(|_| Mutex::default()).collect(),
+            ..Shared::default()
+        });
         let sink = match &settings.target {
             AccessTarget::Off => None,
             AccessTarget::Stderr => Some(Sink::Stderr),
             AccessTarget::File(path) => Some(Sink::File(open(path)?, path.clone())),
         };
-        let queue = sink.map(|sink| {
-            let (tx, rx) = sync_channel(QUEUE);
+        let wake = sink.map(|sink| {
+            // One wake-up waiting is enough: the writer takes every full buffer when it wakes.
+            let (tx, rx) = sync_channel(1);
             let writer = Writer {
                 sink,
-                shards: shards.clone(),
-                spares: spares.clone(),
-                reopen: reopen.clone(),
+                shared: shared.clone(),
             };
             std::thread::Builder::new()
                 .name("access-log".into())
@@ -108,57 +125,59 @@ impl AccessLog {
         });
         Ok(AccessLog {
             format: settings.format,
-            queue,
-            shards,
-            spares,
-            reopen,
+            wake,
+            shared,
             dropped,
         })
     }
 
     pub fn enabled(&self) -> bool {
-        self.queue.is_some()
+        self.wake.is_some()
     }
 
     /// Appends one line to this worker's buffer; hands the buffer over when it is full.
     pub fn log(&self, line: &Line<'_>) {
-        let Some(queue) = &self.queue else {
+        let Some(wake) = &self.wake else {
             return;
         };
-        let Ok(mut buf) = self.shards[slot::mine()].lock() else {
+        let Ok(mut shard) = self.shared.shards[slot::mine()].lock() else {
             return;
         };
+        let buf = &mut shard.filling;
         match self.format {
-            AccessFormat::Json => json(&mut buf, line),
-            AccessFormat::Combined => combined(&mut buf, line),
+            AccessFormat::Json => json(buf, line),
+            AccessFormat::Combined => combined(buf, line),
         }
         if buf.len() < FLUSH_AT {
             return;
         }
-        let full = std::mem::replace(&mut *buf, self.spares.take());
-        drop(buf);
-        if let Err(
-            TrySendError::Full(Msg::Lines(lost)) | TrySendError::Disconnected(Msg::Lines(lost)),
-        ) = queue.try_send(Msg::Lines(full))
-        {
+        let full = std::mem::replace(buf, self.shared.spares.take());
+        if self.shared.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+            drop(shard);
             self.dropped
-                .inc_by(lost.iter().filter(|&&b| b == b'\n').count() as u64);
-            self.spares.give(lost);
+                .inc_by(full.iter().filter(|&&b| b == b'\n').count() as u64);
+            self.shared.spares.give(full);
+            return;
         }
+        shard.full.push(full);
+        drop(shard);
+        // A wake-up already waiting will do: the writer has not taken the shards yet.
+        let _ = wake.try_send(Msg::Wake);
     }
 
     /// Reopens the file at its path before the next write (`SIGUSR1`).
     pub fn reopen(&self) {
-        self.reopen.store(true, Ordering::Relaxed);
+        self.shared.reopen.store(true, Ordering::Relaxed);
     }
 
     /// Writes everything logged so far; waits at most `limit` (the end of a shutdown).
     pub fn flush(&self, limit: Duration) {
-        let Some(queue) = &self.queue else {
+        let Some(wake) = &self.wake else {
             return;
         };
         let (tx, rx) = sync_channel(1);
-        if queue.send(Msg::Flush(tx)).is_ok() {
+        if wake.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(limit);
         }
     }
@@ -201,45 +220,52 @@ fn open(path: &PathBuf) -> Result<File, String> {
 
 struct Writer {
     sink: Sink,
-    shards: Arc<[Mutex<Vec<u8>>]>,
-    spares: Arc<Spares>,
-    reopen: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    fn run(mut self, queue: Receiver<Msg>) {
+    fn run(mut self, wake: Receiver<Msg>) {
         loop {
-            match queue.recv_timeout(FLUSH_EVERY) {
-                Ok(Msg::Lines(lines)) => self.write(lines),
+            match wake.recv_timeout(FLUSH_EVERY) {
+                Ok(Msg::Wake) => self.collect(false),
                 Ok(Msg::Flush(done)) => {
-                    self.collect();
+                    self.collect(true);
                     let _ = done.send(());
                 }
-                Err(RecvTimeoutError::Timeout) => self.collect(),
+                Err(RecvTimeoutError::Timeout) => self.collect(true),
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.collect();
+                    self.collect(true);
                     return;
                 }
             }
         }
     }
 
-    /// Writes what the workers' buffers hold.
-    fn collect(&mut self) {
-        let shards = self.shards.clone();
-        for shard in shards.iter() {
-            // A worker's next lines go into a buffer of full size: one that grew from empty
-            // would copy itself over and over on the way to `FLUSH_AT`.
-            let lines = match shard.lock() {
-                Ok(mut buf) if !buf.is_empty() => std::mem::replace(&mut *buf, self.spares.take()),
-                _ => continue,
+    /// Writes each shard's full buffers and, with `partial`, the one being filled: taken
+    /// together, so a worker's lines keep their order.
+    fn collect(&mut self, partial: bool) {
+        let shared = self.shared.clone();
+        for shard in &shared.shards {
+            let (full, filling) = match shard.lock() {
+                Ok(mut shard) => {
+                    let full = std::mem::take(&mut shard.full);
+                    // A worker's next lines go into a buffer of full size: one that grew from
+                    // empty would copy itself over and over on the way to `FLUSH_AT`.
+                    let filling = (partial && !shard.filling.is_empty())
+                        .then(|| std::mem::replace(&mut shard.filling, shared.spares.take()));
+                    (full, filling)
+                }
+                Err(_) => continue,
             };
-            self.write(lines);
+            shared.waiting.fetch_sub(full.len(), Ordering::Relaxed);
+            for lines in full.into_iter().chain(filling) {
+                self.write(lines);
+            }
         }
     }
 
     fn write(&mut self, lines: Vec<u8>) {
-        if self.reopen.swap(false, Ordering::Relaxed) {
+        if self.shared.reopen.swap(false, Ordering::Relaxed) {
             if let Sink::File(file, path) = &mut self.sink {
                 match open(path) {
                     Ok(new) => *file = new,
@@ -256,7 +282,7 @@ impl Writer {
         if let Err(e) = written {
             tracing::warn!("access log not written: {e}");
         }
-        self.spares.give(lines);
+        self.shared.spares.give(lines);
     }
 }
 
@@ -509,6 +535,61 @@ mod tests {
             referer: "",
             error: "",
         }
+    }
+
+    /// Several full buffers from two workers go through the queue and come back as spares,
+    /// while collections take what the workers hold. Every line arrives once, whole, and each
+    /// worker's lines in the order it logged them.
+    #[test]
+    fn lines_past_many_hand_overs_arrive_whole_and_in_each_workers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let settings = AccessLogSettings {
+            target: AccessTarget::File(path.clone()),
+            format: AccessFormat::Json,
+        };
+        let dropped = IntCounter::new("dropped", "dropped").unwrap();
+        let log = AccessLog::start(&settings, dropped.clone()).unwrap();
+        // About 8.5 hand-overs a worker, so that spares are taken and given back, while a
+        // third thread has the writer collect over and over, as its timer does.
+        let per_worker = 8 * FLUSH_AT / 280 + FLUSH_AT / 560;
+        let logging = AtomicBool::new(true);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = ["w0", "w1"]
+                .into_iter()
+                .map(|worker| {
+                    let log = &log;
+                    s.spawn(move || {
+                        for i in 0..per_worker {
+                            log.log(&line(worker, &format!("/Timeclock/{i}")));
+                        }
+                    })
+                })
+                .collect();
+            s.spawn(|| {
+                while logging.load(Ordering::Relaxed) {
+                    log.flush(Duration::from_secs(10));
+                }
+            });
+            workers.into_iter().for_each(|w| w.join().unwrap());
+            logging.store(false, Ordering::Relaxed);
+        });
+        log.flush(Duration::from_secs(10));
+        assert_eq!(dropped.get(), 0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut next = std::collections::HashMap::new();
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let worker = v["user_agent"].as_str().unwrap().to_owned();
+            let i: usize = v["path"].as_str().unwrap()["/Timeclock/".len()..]
+                .parse()
+                .unwrap();
+            let expected = next.entry(worker).or_insert(0);
+            assert_eq!(i, *expected, "{l}");
+            *expected += 1;
+        }
+        assert_eq!(next.len(), 2);
+        assert!(next.values().all(|&n| n == per_worker), "{next:?}");
     }
 
     /// The line writes the method unescaped: it relies on `http` refusing any method that
