@@ -537,7 +537,7 @@ mod tests {
         }
     }
 
-    /// Several full buffers from two workers go through the queue and come back as spares,
+    /// Several full buffers from two workers wait in their shards and come back as spares,
     /// while collections take what the workers hold. Every line arrives once, whole, and each
     /// worker's lines in the order it logged them.
     #[test]
